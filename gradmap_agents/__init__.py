@@ -1,0 +1,1 @@
+"""GradMAP: gradient-based multi-agent proximal learning (trainer lands with its issue)."""

@@ -1,0 +1,272 @@
+"""The feeder: everything the power flow needs, as plain numpy arrays.
+
+A :class:`Feeder` is an immutable description of a three-phase unbalanced distribution network in
+phase coordinates. It knows nothing about agents, devices or OpenDSS; it is produced by
+:mod:`gridedge_env.network.opendss_import` (or read from the bundled JSON files) and consumed by
+:class:`gridedge_env.PowerFlow`.
+
+Conventions
+-----------
+- ``nodes`` are ``"bus.phase"`` strings in lower case (``"632.1"``); the ground (OpenDSS node 0) is
+  not a node and is written ``-1`` wherever a node index is expected.
+- Every power-delivery element (line, switch, transformer, regulator, capacitor, reactor) and the
+  source carry their *primitive admittance matrix* ``y_prim`` in siemens over their conductors, in the
+  order of ``conductor_nodes``. The network admittance is their sum (:meth:`Feeder.y_bus`).
+- Loads are stored per *term*: a two-terminal element between node ``a`` and node ``b`` (``b = -1``
+  for ground). A wye load has one term per phase, a three-phase delta load one term per phase pair.
+  ``term_zip_kva[:, k]`` is the complex power (kW + j kvar) the term consumes at nominal voltage in
+  its constant-power (k=0), constant-current (k=1) and constant-impedance (k=2) parts.
+- Voltages are in volts, currents in amperes, powers in kVA unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+
+@dataclass(frozen=True)
+class Element:
+    """A power-delivery element (or the source) as a primitive admittance.
+
+    ``conductor_nodes[k]`` is the node index of conductor ``k`` (``-1`` = ground) and
+    ``y_prim`` the ``(k, k)`` complex admittance in siemens. ``params`` keeps what the OpenDSS
+    exporter needs to write the element back (class-specific, see ``opendss_export``).
+    """
+
+    name: str  # "line.650632" (OpenDSS class.name, lower case)
+    conductor_nodes: np.ndarray  # (k,) int
+    y_prim: np.ndarray  # (k, k) complex128, siemens
+    params: dict = field(default_factory=dict)
+
+    @property
+    def cls(self) -> str:
+        return self.name.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class Feeder:
+    """A three-phase feeder in phase coordinates. See the module docstring for conventions.
+
+    Attributes
+    ----------
+    name: feeder name (``"ieee13"``).
+    nodes: ``(n,)`` node names ``"bus.phase"`` in solver order.
+    base_kv_ln: ``(n,)`` line-to-neutral base voltage of each node, kV.
+    elements: power-delivery elements with their primitive admittances.
+    source: the slack source (a Vsource); ``source.params["e_volts"]`` holds its EMF per conductor.
+    source_emf_v: ``(k,)`` complex EMF behind the source impedance, volts, one per source conductor.
+    lines: indices into ``elements`` of the lines and switches whose currents are reported.
+    line_normamps: ``(n_lines,)`` normal ampere rating of each line (OpenDSS ``normamps``).
+    load_names: ``(n_loads,)`` names of the feeder's own loads (``"load.671"``).
+    load_params: per load, what the exporter needs (bus spec, conn, kV, kW, kvar, model).
+    term_a, term_b: ``(n_terms,)`` node indices of each load term (``term_b = -1``: ground).
+    term_load: ``(n_terms,)`` index of the load each term belongs to.
+    term_zip_kva: ``(n_terms, 3)`` complex power consumed at nominal voltage, kVA, split into
+        constant-power, constant-current and constant-impedance parts (sum = nominal kW + j kvar).
+    term_vnom_v: ``(n_terms,)`` nominal voltage across the term, volts (for the I and Z parts).
+    bus_coords: bus name -> (x, y), for plots.
+    taps: transformer name -> per-winding taps (pu) the admittances were built with.
+    meta: provenance (source file, importer version, tap mode, frequency).
+    """
+
+    name: str
+    nodes: tuple[str, ...]
+    base_kv_ln: np.ndarray
+    elements: tuple[Element, ...]
+    source: Element
+    source_emf_v: np.ndarray
+    lines: np.ndarray
+    line_normamps: np.ndarray
+    load_names: tuple[str, ...]
+    load_params: tuple[dict, ...]
+    term_a: np.ndarray
+    term_b: np.ndarray
+    term_load: np.ndarray
+    term_zip_kva: np.ndarray
+    term_vnom_v: np.ndarray
+    bus_coords: dict = field(default_factory=dict)
+    taps: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def n_nodes(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def n_loads(self) -> int:
+        return len(self.load_names)
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.lines)
+
+    @property
+    def line_names(self) -> tuple[str, ...]:
+        return tuple(self.elements[i].name for i in self.lines)
+
+    @property
+    def source_nodes(self) -> np.ndarray:
+        """Node indices of the source bus conductors (the slack terminal)."""
+        c = self.source.conductor_nodes
+        return c[c >= 0]
+
+    def node_index(self, name: str) -> int:
+        """Index of node ``"bus.phase"`` (case-insensitive); ``KeyError`` naming it otherwise."""
+        try:
+            return self._node_lookup()[name.lower()]
+        except KeyError:
+            raise KeyError(f"feeder {self.name!r} has no node {name!r}") from None
+
+    def _node_lookup(self) -> dict[str, int]:
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None:
+            lookup = {n: i for i, n in enumerate(self.nodes)}
+            object.__setattr__(self, "_lookup", lookup)
+        return lookup
+
+    def line_phase_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which rows of each line's ``y_prim`` give its terminal-1 phase currents.
+
+        Returns ``(line_of_row, row_in_element)``, both ``(n_line_phases,)``: line ``l``'s
+        terminal 1 has ``phases`` conductors, the first ``phases`` rows of its primitive matrix.
+        """
+        line_of_row, row = [], []
+        for li, ei in enumerate(self.lines):
+            nph = int(self.elements[ei].params["phases"])
+            line_of_row += [li] * nph
+            row += list(range(nph))
+        return np.asarray(line_of_row, dtype=np.int64), np.asarray(row, dtype=np.int64)
+
+    def y_bus(self, include_source: bool = True) -> np.ndarray:
+        """Dense ``(n, n)`` complex nodal admittance of the network (ground eliminated), siemens.
+
+        Includes every element's primitive admittance and, if ``include_source``, the source's
+        Thevenin admittance (the Norton form the solver uses). Loads are not included.
+        """
+        n = self.n_nodes
+        y = np.zeros((n, n), dtype=np.complex128)
+        elements = self.elements + ((self.source,) if include_source else ())
+        for el in elements:
+            idx = el.conductor_nodes
+            keep = np.flatnonzero(idx >= 0)
+            y[np.ix_(idx[keep], idx[keep])] += el.y_prim[np.ix_(keep, keep)]
+        return y
+
+    def source_current_a(self) -> np.ndarray:
+        """``(n,)`` Norton injection of the source, ``Y_source @ E``, amperes."""
+        # The EMF sits behind the series admittance Y_11 between the source bus (terminal 1) and
+        # ground (terminal 2, checked by the importer), so the Norton current is Y_11 @ E.
+        k = len(self.source_emf_v)
+        i = np.zeros(self.n_nodes, dtype=np.complex128)
+        np.add.at(i, self.source.conductor_nodes[:k], self.source.y_prim[:k, :k] @ self.source_emf_v)
+        return i
+
+    # ------------------------------------------------------------------ serialisation
+    def to_json(self) -> dict:
+        """A JSON-ready dict (complex numbers as ``[re, im]`` pairs, full float precision)."""
+
+        def cplx(a):
+            a = np.asarray(a, dtype=np.complex128)
+            return np.stack([a.real, a.imag], axis=-1).tolist()
+
+        def elem(e: Element):
+            return {
+                "name": e.name,
+                "conductor_nodes": np.asarray(e.conductor_nodes).tolist(),
+                "y_prim": cplx(e.y_prim),
+                "params": e.params,
+            }
+
+        return {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "nodes": list(self.nodes),
+            "base_kv_ln": np.asarray(self.base_kv_ln).tolist(),
+            "elements": [elem(e) for e in self.elements],
+            "source": elem(self.source),
+            "source_emf_v": cplx(self.source_emf_v),
+            "lines": np.asarray(self.lines).tolist(),
+            "line_normamps": np.asarray(self.line_normamps).tolist(),
+            "load_names": list(self.load_names),
+            "load_params": list(self.load_params),
+            "term_a": np.asarray(self.term_a).tolist(),
+            "term_b": np.asarray(self.term_b).tolist(),
+            "term_load": np.asarray(self.term_load).tolist(),
+            "term_zip_kva": cplx(self.term_zip_kva),
+            "term_vnom_v": np.asarray(self.term_vnom_v).tolist(),
+            "bus_coords": {k: list(v) for k, v in self.bus_coords.items()},
+            "taps": self.taps,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict, origin: str = "<dict>") -> Feeder:
+        """Inverse of :meth:`to_json`; ``origin`` names the file in error messages."""
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"{origin}: feeder format_version {version!r} is not supported "
+                f"(this gridedge reads version {FORMAT_VERSION})"
+            )
+
+        def cplx(a):
+            a = np.asarray(a, dtype=np.float64)
+            return a[..., 0] + 1j * a[..., 1]
+
+        def elem(e):
+            return Element(
+                name=e["name"],
+                conductor_nodes=np.asarray(e["conductor_nodes"], dtype=np.int64),
+                y_prim=cplx(e["y_prim"]).reshape(len(e["conductor_nodes"]), -1),
+                params=e["params"],
+            )
+
+        try:
+            return cls(
+                name=d["name"],
+                nodes=tuple(d["nodes"]),
+                base_kv_ln=np.asarray(d["base_kv_ln"], dtype=np.float64),
+                elements=tuple(elem(e) for e in d["elements"]),
+                source=elem(d["source"]),
+                source_emf_v=cplx(d["source_emf_v"]),
+                lines=np.asarray(d["lines"], dtype=np.int64),
+                line_normamps=np.asarray(d["line_normamps"], dtype=np.float64),
+                load_names=tuple(d["load_names"]),
+                load_params=tuple(d["load_params"]),
+                term_a=np.asarray(d["term_a"], dtype=np.int64),
+                term_b=np.asarray(d["term_b"], dtype=np.int64),
+                term_load=np.asarray(d["term_load"], dtype=np.int64),
+                term_zip_kva=cplx(d["term_zip_kva"]).reshape(-1, 3),
+                term_vnom_v=np.asarray(d["term_vnom_v"], dtype=np.float64),
+                bus_coords={k: tuple(v) for k, v in d.get("bus_coords", {}).items()},
+                taps=d.get("taps", {}),
+                meta=d.get("meta", {}),
+            )
+        except KeyError as exc:
+            raise ValueError(f"{origin}: feeder file lacks field {exc.args[0]!r}") from None
+
+    def save(self, path: str | Path) -> None:
+        """Write the feeder as gzip-compressed JSON (``.json.gz``)."""
+        data = json.dumps(self.to_json(), separators=(",", ":")).encode()
+        with gzip.GzipFile(path, "wb", mtime=0) as fh:  # mtime=0: reproducible bytes
+            fh.write(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Feeder:
+        """Read a feeder written by :meth:`save`."""
+        path = Path(path)
+        try:
+            with gzip.open(path, "rb") as fh:
+                d = json.loads(fh.read())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a gridedge feeder file ({exc})") from None
+        return cls.from_json(d, origin=str(path))
