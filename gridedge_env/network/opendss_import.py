@@ -368,7 +368,7 @@ def _read_circuit(dss, master: Path, name, taps, tap_values) -> Feeder:
         raise FeederImportError(f"{where}: the circuit has no Vsource")
 
     loadmult = dss.Solution.LoadMult()
-    t = list(zip(*terms)) if terms else [[], [], [], [], []]
+    t = list(zip(*terms, strict=True)) if terms else [[], [], [], [], []]
     return Feeder(
         name=name or dss.Circuit.Name().lower(),
         nodes=nodes,

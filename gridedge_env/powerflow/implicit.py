@@ -1,0 +1,225 @@
+"""The port-space fixed point, its Newton fallback, and its implicit gradient.
+
+Residual (port space, see :mod:`.ports`), with ``x = [Re u, Im u]`` the port voltages and ``θ`` the
+load coefficients:
+
+    F(x, θ) = x - a - M i(x, θ) = 0,
+    i(u) = -( conj(s_P) / conj(u) + conj(c_I) u / |u| + conj(y_Z) u ),
+
+for the constant-power (``s_P``, VA), constant-current (``c_I = s_I / V_nom``, A) and
+constant-impedance (``y_Z = s_Z / V_nom^2``, S) parts of what each port draws.
+
+Forward: the Z-bus fixed point ``x <- a + M i(x)`` (OpenDSS's and power-grid-model's iterative
+current method) for all scenarios at once, one GEMM per iteration, converged scenarios dropped from
+the active set; it stops when the estimated distance to the fixed point, ``step * rho / (1 - rho)``
+(``rho`` the observed contraction rate), is below ``tol``. Scenarios it fails on get damped Newton
+steps on the dense port Jacobian.
+
+Backward (implicit function theorem, no unrolled iterations): with ``ḡ = ∂L/∂x`` at the solution,
+solve ``J_x^T λ = ḡ`` for ``J_x = I - M D``, ``D = ∂i/∂x`` (2x2 blocks per port), by the adjoint
+fixed point ``λ <- ḡ + D^T M^T λ`` (same contraction and cost as the forward), or a dense solve for
+scenarios it does not converge on; then ``∂L/∂θ = (∂i/∂θ)^T M^T λ``.
+
+Tensors here are real and planar, ``(B, 2, m)`` (axis 1: re, im), so elementwise work is
+contiguous; matrices act on the flattened ``(B, 2m)`` layout as row vectors: ``x_flat @ MT`` with
+``MT = [[Mr^T, Mi^T], [-Mi^T, Mr^T]]`` the real form of ``M^T``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def port_current(x: torch.Tensor, s_p, c_i=None, y_z=None) -> torch.Tensor:
+    """Current each port injects, ``(B, 2, m)``, for port voltages ``x`` ``(B, 2, m)``, V.
+
+    ``s_p`` (VA), ``c_i`` (A), ``y_z`` (S): ``(B, 2, m)`` planar ZIP coefficients (None: 0). All
+    three parts draw ``(α u_r + β u_i) + j (α u_i - β u_r)`` with ``(α, β)`` = ``s_P / |u|^2``,
+    ``c_I / |u|`` and ``y_Z`` respectively (real, imaginary parts).
+    """
+    ur, ui = x[:, 0], x[:, 1]
+    mag2 = ur * ur + ui * ui
+    alpha, beta = s_p[:, 0] / mag2, s_p[:, 1] / mag2
+    if c_i is not None:
+        inv = torch.rsqrt(mag2)
+        alpha, beta = alpha + c_i[:, 0] * inv, beta + c_i[:, 1] * inv
+    if y_z is not None:
+        alpha, beta = alpha + y_z[:, 0], beta + y_z[:, 1]
+    return torch.stack([-(alpha * ur + beta * ui), beta * ur - alpha * ui], dim=1)
+
+
+def _step_size(dx: torch.Tensor, inv_base: torch.Tensor) -> torch.Tensor:
+    """Largest change of a port voltage component in p.u. of its no-load magnitude: ``(B,)``."""
+    return (dx.reshape(dx.shape[0], -1).abs() * inv_base).amax(dim=-1)
+
+
+def _jacobian_blocks(x, coeffs):
+    """``D = ∂i/∂x`` as ``(B, m, 2, 2)`` blocks (row: re/im of i, column: re/im of u)."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        i = port_current(x, *coeffs)
+        rows = [torch.autograd.grad(i[:, k].sum(), x, retain_graph=k == 0)[0] for k in (0, 1)]
+    return torch.stack(rows, dim=1).permute(0, 3, 1, 2)  # (B, 2(i), 2(u), m) -> (B, m, 2, 2)
+
+
+def _dense_jacobian(mt: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``J = I - M D`` as ``(B, 2m, 2m)`` in the flattened planar layout (column convention)."""
+    b, m = d.shape[:2]
+    mr = mt.T.reshape(2 * m, 2, m)  # M in column form: [r, part i, port k]
+    md = torch.einsum("rik,bkij->brjk", mr, d).reshape(b, 2 * m, 2 * m)
+    return torch.eye(2 * m, dtype=d.dtype, device=d.device) - md
+
+
+class Settings:
+    """Solver settings shared by forward and backward (plain attributes, set by PowerFlow)."""
+
+    def __init__(self, tol: float, max_iter: int, newton_iter: int):
+        self.tol, self.max_iter, self.newton_iter = tol, max_iter, newton_iter
+
+
+def _apply(a, mt, coeffs, x):
+    """One fixed-point map ``a + M i(x)`` on ``(B, 2, m)``."""
+    b, _, m = x.shape
+    return torch.addmm(a, port_current(x, *coeffs).reshape(b, 2 * m), mt).reshape(b, 2, m)
+
+
+def _rows(coeffs, keep):
+    return tuple(None if c is None else c[keep] for c in coeffs)
+
+
+def fixed_point(a, mt, inv_base, coeffs, x0, cfg: Settings):
+    """Z-bus fixed point over a batch. Returns ``x, converged, iterations, residual``."""
+    bsz = x0.shape[0]
+    x = x0.clone()
+    iters = torch.zeros(bsz, dtype=torch.int64, device=x0.device)
+    resid = torch.full((bsz,), float("inf"), dtype=x0.dtype, device=x0.device)
+    conv = torch.zeros(bsz, dtype=torch.bool, device=x0.device)
+    active = torch.arange(bsz, device=x0.device)
+    xa, ca = x0, coeffs
+    prev = torch.zeros(bsz, dtype=x0.dtype, device=x0.device)  # first step: rho unknown (0.99)
+    for k in range(1, cfg.max_iter + 1):
+        xn = _apply(a, mt, ca, xa)
+        step = _step_size(xn - xa, inv_base)
+        xa = xn
+        # A contraction with rate rho leaves |x - x*| <= rho / (1 - rho) * step: stop on that
+        # error estimate (rho from successive steps), not the bare step, so slow contraction near
+        # voltage collapse does not stop early and fast contraction does not iterate in vain.
+        rho = (step / prev).nan_to_num(0.99).clamp(max=0.99)
+        prev = step
+        done = step * rho / (1 - rho) <= cfg.tol
+        dead = ~torch.isfinite(step) | (step > 10.0)  # diverging: leave it to Newton
+        stop = done | dead | (k == cfg.max_iter)
+        if bool(stop.any()):
+            idx = active[stop]
+            x[idx] = torch.where(dead[stop, None, None], x0[idx], xa[stop])
+            conv[idx], iters[idx], resid[idx] = done[stop], k, step[stop]
+            keep = ~stop
+            active, xa, ca, prev = active[keep], xa[keep], _rows(ca, keep), prev[keep]
+            if len(active) == 0:
+                break
+    return x, conv, iters, resid
+
+
+def newton(a, mt, inv_base, coeffs, x0, cfg: Settings):
+    """Damped Newton on ``F(x) = x - a - M i(x)`` with dense port Jacobians (stragglers only)."""
+    bsz, _, m = x0.shape
+    x = x0.clone()
+    conv = torch.zeros(bsz, dtype=torch.bool, device=x0.device)
+    resid = torch.full((bsz,), float("inf"), dtype=x0.dtype, device=x0.device)
+    iters = torch.zeros(bsz, dtype=torch.int64, device=x0.device)
+    f = x - _apply(a, mt, coeffs, x)
+    for k in range(1, cfg.newton_iter + 1):
+        jac = _dense_jacobian(mt, _jacobian_blocks(x, coeffs))
+        dx = torch.linalg.solve(jac, f.reshape(bsz, 2 * m, 1)).reshape(bsz, 2, m)
+        dx = torch.nan_to_num(dx, nan=0.0, posinf=0.0, neginf=0.0)
+        # Halve the step while the residual grows (keeps the iterate out of the |u| -> 0 pole).
+        t = torch.ones(bsz, 1, 1, dtype=x.dtype, device=x.device)
+        r0 = _step_size(f, inv_base)
+        for _ in range(8):
+            xn = x - t * dx
+            fn = xn - _apply(a, mt, coeffs, xn)
+            worse = ~(_step_size(fn, inv_base) <= r0) & ~conv
+            if not bool(worse.any()):
+                break
+            t = torch.where(worse[:, None, None], t / 2, t)
+        x = torch.where(conv[:, None, None], x, xn)
+        f = x - _apply(a, mt, coeffs, x)
+        r = _step_size(f, inv_base)
+        newly = (r <= cfg.tol) & ~conv
+        iters = torch.where(newly, k, iters)
+        conv = conv | newly
+        resid = torch.where(conv, torch.minimum(resid, r), r)
+        if bool(conv.all()):
+            break
+    return x, conv, iters, resid
+
+
+def adjoint(mt, coeffs, x, g, cfg: Settings):
+    """Solve ``J_x^T λ = g`` per scenario; returns ``μ = M^T λ``, ``(B, 2, m)`` (module doc)."""
+    bsz, _, m = x.shape
+    d = _jacobian_blocks(x, coeffs)  # (B, m, 2, 2)
+    dt = d.permute(0, 2, 3, 1)  # (B, 2(i), 2(u), m)
+    scale = g.reshape(bsz, -1).abs().amax(-1).clamp_min(torch.finfo(g.dtype).tiny)
+    tol = max(cfg.tol * 1e-2, 50 * torch.finfo(g.dtype).eps)  # relative to max |g|
+    lam = g
+    done = torch.zeros(bsz, dtype=torch.bool, device=x.device)
+    for _ in range(cfg.max_iter):
+        mu = (lam.reshape(bsz, 2 * m) @ mt.T).reshape(bsz, 2, m)
+        new = g + (dt * mu[:, :, None, :]).sum(1)  # (D^T mu)_j = sum_i D_ij mu_i
+        step = (new - lam).reshape(bsz, -1).abs().amax(-1) / scale
+        lam = new
+        done = step <= tol
+        if bool(done.all()) or not bool(torch.isfinite(step).any()):
+            break
+    if not bool(done.all()):  # stragglers (e.g. Newton-solved scenarios): direct solve
+        idx = torch.nonzero(~done).squeeze(-1)
+        jac = _dense_jacobian(mt, d[idx])
+        sol = torch.linalg.solve(jac.transpose(-1, -2), g[idx].reshape(len(idx), 2 * m, 1))
+        lam = lam.clone()
+        lam[idx] = sol.reshape(len(idx), 2, m)
+    return (lam.reshape(bsz, 2 * m) @ mt.T).reshape(bsz, 2, m)
+
+
+class PortSolve(torch.autograd.Function):
+    """``x*(θ)`` with ``F(x*, θ) = 0``; backward by the implicit function theorem.
+
+    ``apply(a, mt, inv_base, cfg, x0, s_p, c_i, y_z) -> (x, converged, iterations, residual)``
+    with ``a`` ``(1, 2m)``, ``mt`` ``(2m, 2m)``, ``inv_base`` ``(1, 2m)``, ``x0`` and the
+    coefficients ``(B, 2, m)``.
+    Gradients flow to ``s_p``, ``c_i`` and ``y_z`` only (the network matrices are constants).
+    Scenarios that did not converge get zero gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, a, mt, inv_base, cfg, x0, s_p, c_i, y_z):
+        coeffs = (s_p, c_i, y_z)
+        x, conv, iters, resid = fixed_point(a, mt, inv_base, coeffs, x0, cfg)
+        if cfg.newton_iter > 0 and not bool(conv.all()):
+            idx = torch.nonzero(~conv).squeeze(-1)
+            xn, cn, itn, rn = newton(a, mt, inv_base, _rows(coeffs, idx), x0[idx], cfg)
+            x[idx] = torch.where(cn[:, None, None], xn, x[idx])
+            conv[idx], iters[idx] = cn, iters[idx] + itn
+            resid[idx] = torch.where(cn, rn, resid[idx])
+        ctx.save_for_backward(mt, x, conv, s_p, c_i, y_z)
+        ctx.cfg = cfg
+        ctx.mark_non_differentiable(conv, iters, resid)
+        return x, conv, iters, resid
+
+    @staticmethod
+    def backward(ctx, gx, _gc, _gi, _gr):
+        mt, x, conv, s_p, c_i, y_z = ctx.saved_tensors
+        coeffs = (s_p, c_i, y_z)
+        gx = torch.where(conv[:, None, None], gx, torch.zeros_like(gx))
+        mu = adjoint(mt, coeffs, x, gx, ctx.cfg)
+        mu = torch.where(conv[:, None, None], mu, torch.zeros_like(mu))
+        present = [k for k, c in enumerate(coeffs) if c is not None and ctx.needs_input_grad[5 + k]]
+        out = [None, None, None]
+        if present:
+            with torch.enable_grad():
+                args = [None if c is None else c.detach().requires_grad_(k in present)
+                        for k, c in enumerate(coeffs)]
+                i = port_current(x, *args)
+                grads = torch.autograd.grad(i, [args[k] for k in present], grad_outputs=mu)
+            for k, g in zip(present, grads, strict=True):
+                out[k] = g
+        return (None, None, None, None, None, *out)

@@ -1,0 +1,287 @@
+"""Batched, differentiable three-phase power flow: :class:`PowerFlow` and its result.
+
+The formulation and its justification are in ``docs/powerflow.md``; the iteration and the implicit
+gradient are in :mod:`.implicit`, the constant network matrices in :mod:`.ports`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from ..network.feeder import Feeder
+from .implicit import PortSolve, Settings, port_current
+from .ports import build_port_model
+
+
+class PowerFlowError(RuntimeError):
+    """Raised (with ``on_nonconvergence="raise"``) when scenarios fail to converge."""
+
+    def __init__(self, message: str, failed: torch.Tensor):
+        super().__init__(message)
+        self.failed = failed
+
+
+@dataclass
+class PowerFlowResult:
+    """Solution of a batch of power flows; ``...`` is the batch shape of the inputs.
+
+    v: ``(..., n_nodes)`` complex node voltages, V (node order = ``feeder.nodes``).
+    v_pu: ``(..., n_nodes)`` voltage magnitudes in p.u. of each node's line-to-neutral base.
+    i_line_a: ``(..., n_line_phases)`` complex terminal-1 phase currents of every line, A
+        (order = :attr:`PowerFlow.line_phase_names`).
+    line_loading: ``(..., n_line_phases)`` ``|i_line_a| / normamps`` (0 where no rating).
+    s_sub_kva: ``(...,)`` complex power the source delivers into the feeder, kVA.
+    s_load_kva: ``(...,)`` complex power drawn by all loads and injections at the solution, kVA.
+    losses_kva: ``(...,)`` complex losses of the power-delivery elements (capacitors count as
+        negative reactive losses, as in OpenDSS), kVA.
+    converged: ``(...,)`` bool; iterations: ``(...,)`` fixed-point (+ Newton) iterations;
+    residual: ``(...,)`` last step (fixed point) or residual (Newton), p.u. of no-load voltage.
+
+    Line currents are computed on first access (one more matrix product), so solves whose
+    caller only needs voltages do not pay for them.
+    """
+
+    v: torch.Tensor
+    v_pu: torch.Tensor
+    s_sub_kva: torch.Tensor
+    s_load_kva: torch.Tensor
+    losses_kva: torch.Tensor
+    converged: torch.Tensor
+    iterations: torch.Tensor
+    residual: torch.Tensor
+    _line_currents: object = field(repr=False, default=None)
+
+    @cached_property
+    def i_line_a(self) -> torch.Tensor:
+        return self._line_currents()[0]
+
+    @cached_property
+    def line_loading(self) -> torch.Tensor:
+        return self._line_currents()[1]
+
+
+def _cplx(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+class PowerFlow:
+    """Batched three-phase unbalanced power flow on one feeder, differentiable by implicit gradient.
+
+    Parameters
+    ----------
+    feeder: the network (:func:`gridedge_env.load_feeder`).
+    device, dtype: where and in which real precision to solve (``torch.float64`` default,
+        ``torch.float32`` for speed at ~1e-6 p.u. accuracy).
+    injection_nodes: node indices (or ``"bus.phase"`` names) that may carry wye injections
+        ``s_kva``; ``"all"`` (default) allows every node. Fewer nodes make solves cheaper, since
+        the iteration runs over the loads' and these nodes' ports only.
+    load_model: ``"pq"`` (default) treats every feeder load as constant power; ``"zip"`` uses each
+        load's own OpenDSS model (constant power / current / impedance parts). Injections ``s_kva``
+        are always constant power.
+    tol: convergence tolerance on the largest per-port voltage step, p.u.
+    max_iter: fixed-point iterations before a scenario is handed to Newton.
+    newton_iter: Newton iterations for scenarios the fixed point fails on (0 disables).
+    on_nonconvergence: ``"raise"`` (default) raises :class:`PowerFlowError` naming the failed
+        scenarios; ``"flag"`` returns them with ``converged=False``, their last finite iterate (or
+        the no-load voltages) and zero gradient.
+    """
+
+    def __init__(self, feeder: Feeder, device="cpu", dtype=torch.float64, *,
+                 injection_nodes="all", load_model: str = "pq", tol: float | None = None,
+                 max_iter: int = 60, newton_iter: int = 20, on_nonconvergence: str = "raise"):
+        if dtype not in (torch.float64, torch.float32):
+            raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+        if load_model not in ("pq", "zip"):
+            raise ValueError(f"load_model must be 'pq' or 'zip', got {load_model!r}")
+        if on_nonconvergence not in ("raise", "flag"):
+            raise ValueError(f"on_nonconvergence must be 'raise' or 'flag', got {on_nonconvergence!r}")
+        self.feeder, self.device, self.dtype = feeder, torch.device(device), dtype
+        self.load_model, self.on_nonconvergence = load_model, on_nonconvergence
+        tol = (1e-10 if dtype == torch.float64 else 1e-6) if tol is None else tol
+        self.settings = Settings(tol, max_iter, newton_iter)
+        self.injection_nodes = self._node_indices(injection_nodes)
+        self.ports = build_port_model(feeder, self.injection_nodes)
+        self._to_tensors()
+
+    # ------------------------------------------------------------------ setup
+    def _node_indices(self, nodes) -> np.ndarray:
+        if isinstance(nodes, str) and nodes == "all":
+            return np.arange(self.feeder.n_nodes)
+        out = []
+        for k in nodes:
+            if isinstance(k, str):
+                out.append(self.feeder.node_index(k))
+            elif not 0 <= int(k) < self.feeder.n_nodes:
+                raise IndexError(f"injection node index {k} out of range [0, {self.feeder.n_nodes})")
+            else:
+                out.append(int(k))
+        return np.unique(np.asarray(out, dtype=np.int64))
+
+    def _to_tensors(self) -> None:
+        p, f = self.ports, self.feeder
+        cd, rd, dev = _cplx(self.dtype), self.dtype, self.device
+
+        def t(x, dtype=cd):
+            return torch.as_tensor(np.asarray(x), dtype=dtype, device=dev)
+
+        mr, mi = p.m_ohm.real.T, p.m_ohm.imag.T
+        self._mt = t(np.block([[mr, mi], [-mi, mr]]), rd)  # real planar M^T (see implicit.py)
+        a = np.stack([p.a_v.real, p.a_v.imag])  # (2, m)
+        self._a = t(a.reshape(1, -1), rd)
+        self._x0 = t(a[None], rd)
+        self._inv_base = t(np.tile(1.0 / np.abs(p.a_v), 2)[None], rd)
+        zr, zi = p.zc_ohm.real.T, p.zc_ohm.imag.T  # (m, n)
+        self._zc_pl = t(np.block([[zr, zi], [-zi, zr]]), rd)  # planar (2m, 2n), row vectors
+        self._w_pl = t(np.concatenate([p.w_v.real, p.w_v.imag])[None], rd)
+        self._i0, self._k = t(p.line_i0_a), t(p.line_k_ohm)
+        self._base_v = t(f.base_kv_ln * 1e3, rd)
+        line_of_row, _ = f.line_phase_rows()
+        amps = f.line_normamps[line_of_row]
+        self._inv_amps = t(np.where(amps > 0, 1.0 / np.where(amps > 0, amps, 1.0), 0.0), rd)
+        self._inj_nodes = torch.as_tensor(p.injection_nodes, device=dev)
+        self._inj_port = torch.as_tensor(p.injection_port, device=dev)
+        # Loads -> ports is linear in load_scale: one (n_loads, 2m) real matrix per ZIP part,
+        # planar [re | im], so the coefficients are a GEMM away (no scatter on the hot path).
+        zip_va = f.term_zip_kva * 1e3
+        if self.load_model == "pq":
+            zip_va = np.concatenate([zip_va.sum(1, keepdims=True), 0 * zip_va[:, 1:]], axis=1)
+        vn = f.term_vnom_v[:, None]
+        coef = zip_va / np.concatenate([np.ones_like(vn), vn, vn**2], axis=1)  # (terms, 3)
+        load_to_port = np.zeros((3, f.n_loads, len(p.port_a)), dtype=np.complex128)
+        np.add.at(load_to_port, (slice(None), f.term_load, p.term_port), coef.T)
+        self._load_to_port = [t(np.concatenate([x.real, x.imag], axis=1), rd)
+                              for x in load_to_port]
+        self._has_zi = self.load_model == "zip" and bool(np.any(f.term_zip_kva[:, 1:] != 0))
+        src = f.source
+        k = len(f.source_emf_v)
+        self._src_nodes = torch.as_tensor(src.conductor_nodes[:k], device=dev)
+        self._src_y = t(src.y_prim[:k, :k])
+        self._src_emf = t(f.source_emf_v)
+        line_names = f.line_names
+        self.line_phase_names = tuple(
+            f"{line_names[li]}.{f.nodes[f.elements[f.lines[li]].conductor_nodes[r]].split('.')[1]}"
+            for li, r in zip(*f.line_phase_rows(), strict=True)
+        )
+
+    @property
+    def n_ports(self) -> int:
+        return len(self.ports.port_a)
+
+    # ------------------------------------------------------------------ inputs
+    def _check(self, s_kva, load_scale) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        f, cd = self.feeder, _cplx(self.dtype)
+        if s_kva is None:
+            return None, *self._check_scale(load_scale, ())
+        if not isinstance(s_kva, torch.Tensor):
+            raise TypeError(f"s_kva must be a complex torch.Tensor, got {type(s_kva).__name__}")
+        if s_kva.dtype != cd:
+            raise TypeError(f"s_kva must have dtype {cd} for a {self.dtype} PowerFlow "
+                            f"(complex kW + j kvar), got {s_kva.dtype}")
+        if s_kva.device != self.device:
+            raise ValueError(f"s_kva is on {s_kva.device}, the PowerFlow on {self.device}")
+        if s_kva.ndim == 0 or s_kva.shape[-1] != f.n_nodes:
+            raise ValueError(f"s_kva must have shape (..., {f.n_nodes}) (one entry per node of "
+                             f"{f.name!r}), got {tuple(s_kva.shape)}")
+        bad = ~torch.isfinite(torch.view_as_real(s_kva)).all(-1)
+        if bool(bad.any()):
+            where = torch.nonzero(bad)[0].tolist()
+            raise ValueError(f"s_kva has a NaN/inf entry at index {tuple(where)} "
+                             f"(node {f.nodes[where[-1]]!r})")
+        if len(self.injection_nodes) < f.n_nodes:
+            outside = torch.ones(f.n_nodes, dtype=torch.bool, device=self.device)
+            outside[self._inj_nodes] = False
+            nz = (s_kva[..., outside] != 0).reshape(-1, int(outside.sum())).any(0)
+            if bool(nz.any()):
+                node = f.nodes[int(torch.nonzero(outside)[int(torch.nonzero(nz)[0])])]
+                raise ValueError(f"s_kva is non-zero at node {node!r}, which is not one of this "
+                                 "PowerFlow's injection_nodes")
+        scale, batch = self._check_scale(load_scale, s_kva.shape[:-1])
+        return s_kva.expand(*batch, f.n_nodes), scale, batch
+
+    def _check_scale(self, load_scale, s_batch):
+        n_loads = self.feeder.n_loads
+        if isinstance(load_scale, torch.Tensor) and load_scale.device != self.device:
+            raise ValueError(f"load_scale is on {load_scale.device}, the PowerFlow on {self.device}")
+        scale = torch.as_tensor(load_scale, dtype=self.dtype, device=self.device)
+        if not bool(torch.isfinite(scale).all()):
+            raise ValueError("load_scale has NaN/inf entries")
+        if scale.ndim == 0:
+            scale = scale.reshape(1)
+        try:
+            batch = torch.broadcast_shapes(tuple(s_batch), scale.shape[:-1])
+            scale = scale.expand(*batch, n_loads)
+        except RuntimeError:
+            raise ValueError(f"load_scale of shape {tuple(scale.shape)} does not broadcast to "
+                             f"(batch..., n_loads={n_loads}) with s_kva batch shape "
+                             f"{tuple(s_batch)}") from None
+        return scale, batch
+
+    def _coefficients(self, s_kva, scale):
+        """Planar ZIP coefficients per port, ``(B, 2, m)`` each: s_P (VA), c_I (A), y_Z (S);
+        c_I and y_Z are None unless some load has constant-current/impedance parts."""
+        bsz, m = scale.shape[0], self.n_ports
+        s_p = (scale @ self._load_to_port[0]).reshape(bsz, 2, m)
+        if s_kva is not None and len(self._inj_nodes):
+            inj = torch.stack([s_kva.real, s_kva.imag], dim=1)[:, :, self._inj_nodes] * 1e3
+            s_p = s_p.index_add(2, self._inj_port, inj)
+        if not self._has_zi:
+            return s_p, None, None
+        return (s_p, *((scale @ w).reshape(bsz, 2, m) for w in self._load_to_port[1:]))
+
+    # ------------------------------------------------------------------ solve
+    def solve(self, s_kva: torch.Tensor | None = None, load_scale=1.0) -> PowerFlowResult:
+        """Solve a batch of power flows.
+
+        s_kva: ``(..., n_nodes)`` complex power (kW + j kvar) consumed by wye injections at each
+            node on top of the feeder's loads; negative real part = generation. ``None``: zero.
+        load_scale: scale of the feeder's own loads, broadcastable to ``(..., n_loads)``
+            (a float, ``(B, 1)`` per scenario, or ``(B, n_loads)`` per load); 0 removes them.
+        Gradients flow to ``s_kva`` and ``load_scale`` through the implicit function theorem.
+        """
+        s_kva, scale, batch = self._check(s_kva, load_scale)
+        s_flat = None if s_kva is None else s_kva.reshape(-1, self.feeder.n_nodes)
+        scale = scale.reshape(-1, self.feeder.n_loads)
+        coeffs = self._coefficients(s_flat, scale)
+        bsz, m = scale.shape[0], self.n_ports
+        x, conv, iters, resid = PortSolve.apply(
+            self._a, self._mt, self._inv_base, self.settings, self._x0.expand(bsz, 2, m), *coeffs)
+        if self.on_nonconvergence == "raise" and not bool(conv.all()):
+            failed = torch.nonzero(~conv).squeeze(-1)
+            raise PowerFlowError(
+                f"power flow on {self.feeder.name!r} did not converge for {len(failed)} of {bsz} "
+                f"scenarios (flat indices {failed[:10].tolist()}; residual "
+                f"{resid[failed[:3]].tolist()} p.u.); use on_nonconvergence='flag' to get them "
+                "flagged instead", failed)
+        return self._result(x, coeffs, conv, iters, resid, batch)
+
+    def _result(self, x, coeffs, conv, iters, resid, batch) -> PowerFlowResult:
+        bsz, n = x.shape[0], self.feeder.n_nodes
+        if not bool(conv.all()):  # no gradient through scenarios that did not converge
+            ok = conv[:, None, None]
+            coeffs = tuple(None if c is None else torch.where(ok, c, c.detach()) for c in coeffs)
+        i_pl = port_current(x, *coeffs)  # (B, 2, m), A
+        i_port = torch.complex(i_pl[:, 0], i_pl[:, 1])
+        u = torch.complex(x[:, 0], x[:, 1])
+        v_pl = torch.addmm(self._w_pl, i_pl.reshape(bsz, -1), self._zc_pl).reshape(bsz, 2, n)
+        v_mag = torch.sqrt(v_pl[:, 0] ** 2 + v_pl[:, 1] ** 2)
+        v = torch.complex(v_pl[:, 0], v_pl[:, 1])
+        v_src = v[:, self._src_nodes]
+        i_src = (self._src_emf - v_src) @ self._src_y.T
+        s_sub = (v_src * i_src.conj()).sum(-1) / 1e3
+        s_load = -(u * i_port.conj()).sum(-1) / 1e3
+
+        def shape(t):
+            return t.reshape(tuple(batch) + tuple(t.shape[1:]))
+
+        def line_currents():
+            i_line = self._i0 + i_port @ self._k.T
+            return shape(i_line), shape(i_line.abs() * self._inv_amps)
+
+        return PowerFlowResult(
+            v=shape(v), v_pu=shape(v_mag / self._base_v), s_sub_kva=shape(s_sub),
+            s_load_kva=shape(s_load), losses_kva=shape(s_sub - s_load), converged=shape(conv),
+            iterations=shape(iters), residual=shape(resid), _line_currents=line_currents)

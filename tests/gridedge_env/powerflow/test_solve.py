@@ -1,0 +1,168 @@
+"""PowerFlow: agreement with OpenDSS, batching, precision, non-convergence and bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from gridedge_env.network import BUNDLED, load_feeder
+from gridedge_env.network.bundled import BUNDLED_SOURCES
+from gridedge_env.powerflow import PowerFlow, PowerFlowError
+from gridedge_env.validation import compare
+
+
+@pytest.fixture(scope="module")
+def ieee13():
+    return load_feeder("ieee13")
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("load_model", ["zip", "pq"])
+def test_agrees_with_opendss_on_reference_models(name, load_model, feeder_models):
+    folder, master, _ = BUNDLED_SOURCES[name]
+    c = compare(load_feeder(name), scenarios=6, seed=3, load_model=load_model,
+                master=feeder_models / folder / master)
+    assert c.max_v_err_pu < 1e-8  # requirement 1e-6, target 1e-8
+    assert c.max_angle_err_deg < 1e-6
+    assert c.max_i_rel_err < 1e-5
+    assert c.max_loss_rel_err < 1e-7
+
+
+def test_batch_shapes_agree(ieee13):
+    pf = PowerFlow(ieee13)
+    g = torch.Generator().manual_seed(0)
+    scale = 0.5 + torch.rand(2, 3, ieee13.n_loads, generator=g, dtype=torch.float64)
+    s = torch.zeros(2, 3, ieee13.n_nodes, dtype=torch.complex128)
+    s[..., 10] = torch.complex(torch.rand(2, 3, generator=g, dtype=torch.float64) * 50,
+                               torch.zeros(2, 3, dtype=torch.float64))
+    r = pf.solve(s, scale)
+    assert r.v.shape == (2, 3, ieee13.n_nodes) and r.converged.shape == (2, 3)
+    one = pf.solve(s[1, 2], scale[1, 2])
+    assert one.v.shape == (ieee13.n_nodes,)
+    torch.testing.assert_close(one.v, r.v[1, 2], rtol=0, atol=1e-7)
+    torch.testing.assert_close(one.i_line_a, r.i_line_a[1, 2], rtol=0, atol=1e-7)
+
+
+def test_unbatched_default_and_power_balance(ieee13):
+    r = PowerFlow(ieee13).solve()
+    assert r.v.shape == (ieee13.n_nodes,) and bool(r.converged)
+    assert torch.allclose(r.s_sub_kva, r.s_load_kva + r.losses_kva)
+    assert r.losses_kva.real > 0
+    assert r.line_loading.shape == (len(PowerFlow(ieee13).line_phase_names),)
+
+
+def test_float32_close_to_float64():
+    f = load_feeder("ieee123")
+    scale = torch.linspace(0.5, 1.5, 16, dtype=torch.float64)[:, None]
+    r64 = PowerFlow(f).solve(None, scale)
+    r32 = PowerFlow(f, dtype=torch.float32).solve(None, scale.float())
+    assert r32.v.dtype == torch.complex64
+    assert (r32.v_pu.double() - r64.v_pu).abs().max() < 2e-6
+
+
+def test_newton_matches_fixed_point_and_rescues_heavy_load():
+    f = load_feeder("ieee123")
+    fp = PowerFlow(f, newton_iter=0, on_nonconvergence="flag")
+    newton_only = PowerFlow(f, max_iter=1, newton_iter=30)
+    scale = torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64)
+    ref, nw = fp.solve(None, scale), newton_only.solve(None, scale)
+    assert bool(ref.converged.all()) and bool(nw.converged.all())
+    assert (nw.v_pu - ref.v_pu).abs().max() < 1e-9
+    # 3.2x nominal: the fixed point contracts too slowly for 60 iterations, Newton finishes it.
+    heavy = torch.tensor([[3.2]], dtype=torch.float64)
+    assert not bool(fp.solve(None, heavy).converged.all())
+    r = PowerFlow(f).solve(None, heavy)
+    assert bool(r.converged.all()) and r.v_pu.min() < 0.7
+
+
+def test_nonconvergence_is_flagged_and_isolated(ieee13):
+    flag = PowerFlow(ieee13, on_nonconvergence="flag")
+    scale = torch.tensor([[1.0], [20.0], [0.7]], dtype=torch.float64, requires_grad=True)
+    r = flag.solve(None, scale)
+    assert r.converged.tolist() == [True, False, True]
+    assert torch.isfinite(r.v).all() and torch.isfinite(r.v_pu).all()
+    alone = flag.solve(None, scale.detach()[[0, 2]])
+    torch.testing.assert_close(r.v[[0, 2]], alone.v, rtol=0, atol=1e-9)
+    r.v_pu.sum().backward()
+    assert torch.isfinite(scale.grad).all() and scale.grad[1].abs().sum() == 0
+    with pytest.raises(PowerFlowError, match="did not converge for 1 of 3") as err:
+        PowerFlow(ieee13).solve(None, scale.detach())
+    assert err.value.failed.tolist() == [1]
+
+
+def test_zero_load_gives_no_load_voltages(ieee13):
+    r = PowerFlow(ieee13).solve(None, 0.0)
+    assert torch.allclose(r.s_load_kva, torch.zeros((), dtype=torch.complex128))
+    pf = PowerFlow(ieee13)
+    torch.testing.assert_close(r.v, torch.as_tensor(pf.ports.w_v), rtol=0, atol=1e-9)
+
+
+def test_constant_impedance_loads_match_direct_linear_solve(ieee13):
+    """All-Z loads make the power flow linear: compare with (Y + Y_loads)^-1 i_source."""
+    import dataclasses
+
+    zip_kva = ieee13.term_zip_kva.sum(1)
+    z_only = dataclasses.replace(ieee13, term_zip_kva=np.stack(
+        [0 * zip_kva, 0 * zip_kva, zip_kva], axis=1))
+    r = PowerFlow(z_only, load_model="zip", tol=1e-12).solve()
+    y = ieee13.y_bus()
+    y_load = np.conj(zip_kva * 1e3) / ieee13.term_vnom_v**2
+    for a, b, yl in zip(ieee13.term_a, ieee13.term_b, y_load, strict=True):
+        y[a, a] += yl
+        if b >= 0:
+            y[b, b] += yl
+            y[a, b] -= yl
+            y[b, a] -= yl
+    v = np.linalg.solve(y, ieee13.source_current_a())
+    np.testing.assert_allclose(r.v.numpy(), v, rtol=0, atol=1e-5)  # volts
+
+
+class TestBadInput:
+    def test_wrong_dtype(self, ieee13):
+        with pytest.raises(TypeError, match="complex128"):
+            PowerFlow(ieee13).solve(torch.zeros(ieee13.n_nodes, dtype=torch.float64))
+
+    def test_not_a_tensor(self, ieee13):
+        with pytest.raises(TypeError, match="torch.Tensor"):
+            PowerFlow(ieee13).solve(np.zeros(ieee13.n_nodes, dtype=complex))
+
+    def test_wrong_node_count(self, ieee13):
+        with pytest.raises(ValueError, match=r"shape \(\.\.\., 41\)"):
+            PowerFlow(ieee13).solve(torch.zeros(3, 40, dtype=torch.complex128))
+
+    def test_nan_injection_names_node(self, ieee13):
+        s = torch.zeros(2, ieee13.n_nodes, dtype=torch.complex128)
+        s[1, 7] = complex("nan")
+        with pytest.raises(ValueError, match=rf"\(1, 7\).*{ieee13.nodes[7]}"):
+            PowerFlow(ieee13).solve(s)
+
+    def test_inf_load_scale(self, ieee13):
+        with pytest.raises(ValueError, match="load_scale"):
+            PowerFlow(ieee13).solve(None, float("inf"))
+
+    def test_bad_load_scale_shape(self, ieee13):
+        with pytest.raises(ValueError, match="n_loads=15"):
+            PowerFlow(ieee13).solve(None, torch.ones(4, 7, dtype=torch.float64))
+
+    def test_injection_outside_allowed_nodes(self, ieee13):
+        pf = PowerFlow(ieee13, injection_nodes=["675.1"])
+        s = torch.zeros(ieee13.n_nodes, dtype=torch.complex128)
+        s[ieee13.node_index("675.1")] = 10
+        pf.solve(s)
+        s[ieee13.node_index("634.2")] = 5
+        with pytest.raises(ValueError, match="634.2"):
+            pf.solve(s)
+
+    def test_wrong_device(self, ieee13):
+        s = torch.zeros(ieee13.n_nodes, dtype=torch.complex128, device="meta")
+        with pytest.raises(ValueError, match="meta"):
+            PowerFlow(ieee13).solve(s)
+
+    def test_bad_settings(self, ieee13):
+        with pytest.raises(TypeError, match="dtype"):
+            PowerFlow(ieee13, dtype=torch.float16)
+        with pytest.raises(ValueError, match="load_model"):
+            PowerFlow(ieee13, load_model="zipv")
+        with pytest.raises(ValueError, match="on_nonconvergence"):
+            PowerFlow(ieee13, on_nonconvergence="ignore")
+        with pytest.raises(KeyError, match="999.1"):
+            PowerFlow(ieee13, injection_nodes=["999.1"])
