@@ -5,6 +5,7 @@ batched, differentiable power flow).
 """
 
 from .network import BUNDLED, Feeder, load_feeder
+from .powerflow import PowerFlow, PowerFlowError, PowerFlowResult
 
-__all__ = ["BUNDLED", "Feeder", "load_feeder"]
+__all__ = ["BUNDLED", "Feeder", "PowerFlow", "PowerFlowError", "PowerFlowResult", "load_feeder"]
 __version__ = "0.1.0.dev0"
