@@ -119,7 +119,7 @@ def compare(feeder: Feeder, scenarios: int = 10, seed: int = 0, load_model: str 
     """Solve the same scenarios with both engines and report the worst disagreement."""
     scale, nodes, s = random_scenarios(feeder, scenarios, seed)
     v_d, i_d, loss_d = opendss_solutions(feeder, scale, nodes, s, load_model, master)
-    pf = PowerFlow(feeder, injection_nodes=nodes, load_model=load_model, tol=1e-12)
+    pf = PowerFlow(feeder, injection_nodes=nodes, load_model=load_model, tol=1e-11)
     s_full = torch.zeros(len(scale), feeder.n_nodes, dtype=torch.complex128)
     s_full[:, nodes] = torch.as_tensor(s)
     r = pf.solve(s_full, torch.as_tensor(scale))

@@ -146,20 +146,29 @@ class Feeder:
             row += list(range(nph))
         return np.asarray(line_of_row, dtype=np.int64), np.asarray(row, dtype=np.int64)
 
+    def y_bus_sparse(self, include_source: bool = True):
+        """Sparse (SciPy CSC) ``(n, n)`` complex nodal admittance, siemens; see :meth:`y_bus`."""
+        import scipy.sparse as sp
+
+        rows, cols, vals = [], [], []
+        for el in self.elements + ((self.source,) if include_source else ()):
+            idx = el.conductor_nodes
+            keep = np.flatnonzero(idx >= 0)
+            r, c = np.meshgrid(idx[keep], idx[keep], indexing="ij")
+            rows.append(r.ravel())
+            cols.append(c.ravel())
+            vals.append(el.y_prim[np.ix_(keep, keep)].ravel())
+        n = self.n_nodes
+        return sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(n, n))
+
     def y_bus(self, include_source: bool = True) -> np.ndarray:
         """Dense ``(n, n)`` complex nodal admittance of the network (ground eliminated), siemens.
 
         Includes every element's primitive admittance and, if ``include_source``, the source's
         Thevenin admittance (the Norton form the solver uses). Loads are not included.
         """
-        n = self.n_nodes
-        y = np.zeros((n, n), dtype=np.complex128)
-        elements = self.elements + ((self.source,) if include_source else ())
-        for el in elements:
-            idx = el.conductor_nodes
-            keep = np.flatnonzero(idx >= 0)
-            y[np.ix_(idx[keep], idx[keep])] += el.y_prim[np.ix_(keep, keep)]
-        return y
+        return self.y_bus_sparse(include_source).toarray()
 
     def source_current_a(self) -> np.ndarray:
         """``(n,)`` Norton injection of the source, ``Y_source @ E``, amperes."""

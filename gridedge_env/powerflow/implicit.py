@@ -77,17 +77,17 @@ class Settings:
         self.tol, self.max_iter, self.newton_iter = tol, max_iter, newton_iter
 
 
-def _apply(a, mt, coeffs, x):
-    """One fixed-point map ``a + M i(x)`` on ``(B, 2, m)``."""
+def _apply(net, coeffs, x):
+    """One fixed-point map ``a + M i(x)`` on ``(B, 2, m)`` (``net``: a ports.*Network)."""
     b, _, m = x.shape
-    return torch.addmm(a, port_current(x, *coeffs).reshape(b, 2 * m), mt).reshape(b, 2, m)
+    return net.m_apply(port_current(x, *coeffs).reshape(b, 2 * m)).reshape(b, 2, m)
 
 
 def _rows(coeffs, keep):
     return tuple(None if c is None else c[keep] for c in coeffs)
 
 
-def fixed_point(a, mt, inv_base, coeffs, x0, cfg: Settings):
+def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
     """Z-bus fixed point over a batch. Returns ``x, converged, iterations, residual``."""
     bsz = x0.shape[0]
     x = x0.clone()
@@ -98,7 +98,7 @@ def fixed_point(a, mt, inv_base, coeffs, x0, cfg: Settings):
     xa, ca = x0, coeffs
     prev = torch.zeros(bsz, dtype=x0.dtype, device=x0.device)  # first step: rho unknown (0.99)
     for k in range(1, cfg.max_iter + 1):
-        xn = _apply(a, mt, ca, xa)
+        xn = _apply(net, ca, xa)
         step = _step_size(xn - xa, inv_base)
         xa = xn
         # A contraction with rate rho leaves |x - x*| <= rho / (1 - rho) * step: stop on that
@@ -120,16 +120,16 @@ def fixed_point(a, mt, inv_base, coeffs, x0, cfg: Settings):
     return x, conv, iters, resid
 
 
-def newton(a, mt, inv_base, coeffs, x0, cfg: Settings):
+def newton(net, inv_base, coeffs, x0, cfg: Settings):
     """Damped Newton on ``F(x) = x - a - M i(x)`` with dense port Jacobians (stragglers only)."""
     bsz, _, m = x0.shape
     x = x0.clone()
     conv = torch.zeros(bsz, dtype=torch.bool, device=x0.device)
     resid = torch.full((bsz,), float("inf"), dtype=x0.dtype, device=x0.device)
     iters = torch.zeros(bsz, dtype=torch.int64, device=x0.device)
-    f = x - _apply(a, mt, coeffs, x)
+    f = x - _apply(net, coeffs, x)
     for k in range(1, cfg.newton_iter + 1):
-        jac = _dense_jacobian(mt, _jacobian_blocks(x, coeffs))
+        jac = _dense_jacobian(net.mt, _jacobian_blocks(x, coeffs))
         dx = torch.linalg.solve(jac, f.reshape(bsz, 2 * m, 1)).reshape(bsz, 2, m)
         dx = torch.nan_to_num(dx, nan=0.0, posinf=0.0, neginf=0.0)
         # Halve the step while the residual grows (keeps the iterate out of the |u| -> 0 pole).
@@ -137,13 +137,13 @@ def newton(a, mt, inv_base, coeffs, x0, cfg: Settings):
         r0 = _step_size(f, inv_base)
         for _ in range(8):
             xn = x - t * dx
-            fn = xn - _apply(a, mt, coeffs, xn)
+            fn = xn - _apply(net, coeffs, xn)
             worse = ~(_step_size(fn, inv_base) <= r0) & ~conv
             if not bool(worse.any()):
                 break
             t = torch.where(worse[:, None, None], t / 2, t)
         x = torch.where(conv[:, None, None], x, xn)
-        f = x - _apply(a, mt, coeffs, x)
+        f = x - _apply(net, coeffs, x)
         r = _step_size(f, inv_base)
         newly = (r <= cfg.tol) & ~conv
         iters = torch.where(newly, k, iters)
@@ -154,11 +154,12 @@ def newton(a, mt, inv_base, coeffs, x0, cfg: Settings):
     return x, conv, iters, resid
 
 
-def adjoint(mt, coeffs, x, g, cfg: Settings):
+def adjoint(net, coeffs, x, g, cfg: Settings):
     """Solve ``J_x^T λ = g`` per scenario; returns ``μ = M^T λ``, ``(B, 2, m)`` (module doc).
 
     Fixed-point adjoint ``λ <- g + D^T M^T λ``, stopped like the forward iteration (estimated
-    error below ``tol`` relative to ``max |g|``); a dense solve for scenarios it fails on.
+    error below ``tol`` relative to ``max |g|``); a dense solve for scenarios it fails on
+    (dense network only; with the sparse one the last iterate stands).
     """
     bsz, _, m = x.shape
     d = _jacobian_blocks(x, coeffs)  # (B, m, 2, 2)
@@ -168,7 +169,7 @@ def adjoint(mt, coeffs, x, g, cfg: Settings):
     lam, prev = g, torch.zeros(bsz, dtype=g.dtype, device=g.device)
     done = torch.zeros(bsz, dtype=torch.bool, device=x.device)
     for _ in range(cfg.max_iter):
-        mu = (lam.reshape(bsz, 2 * m) @ mt.T).reshape(bsz, 2, m)
+        mu = net.mh_apply(lam.reshape(bsz, 2 * m)).reshape(bsz, 2, m)
         mu0, mu1 = mu[:, 0], mu[:, 1]
         new = g + torch.stack([d00 * mu0 + d10 * mu1, d01 * mu0 + d11 * mu1], dim=1)  # D^T mu
         step = (new - lam).reshape(bsz, -1).abs().amax(-1) / scale
@@ -177,48 +178,48 @@ def adjoint(mt, coeffs, x, g, cfg: Settings):
         done = step * rho / (1 - rho) <= tol
         if bool(done.all()) or not bool(torch.isfinite(step).any()):
             break
-    if not bool(done.all()):  # stragglers (e.g. Newton-solved scenarios): direct solve
+    if not bool(done.all()) and net.kind == "dense":  # stragglers (Newton-solved): direct solve
         idx = torch.nonzero(~done).squeeze(-1)
-        jac = _dense_jacobian(mt, d[idx])
+        jac = _dense_jacobian(net.mt, d[idx])
         sol = torch.linalg.solve(jac.transpose(-1, -2), g[idx].reshape(len(idx), 2 * m, 1))
         lam = lam.clone()
         lam[idx] = sol.reshape(len(idx), 2, m)
-    return (lam.reshape(bsz, 2 * m) @ mt.T).reshape(bsz, 2, m)
+    return net.mh_apply(lam.reshape(bsz, 2 * m)).reshape(bsz, 2, m)
 
 
 class PortSolve(torch.autograd.Function):
     """``x*(θ)`` with ``F(x*, θ) = 0``; backward by the implicit function theorem.
 
-    ``apply(a, mt, inv_base, cfg, x0, s_p, c_i, y_z) -> (x, converged, iterations, residual)``
-    with ``a`` ``(1, 2m)``, ``mt`` ``(2m, 2m)``, ``inv_base`` ``(1, 2m)``, ``x0`` and the
+    ``apply(net, inv_base, cfg, x0, s_p, c_i, y_z) -> (x, converged, iterations, residual)``
+    with ``net`` a :mod:`.ports` network operator, ``inv_base`` ``(1, 2m)``, ``x0`` and the
     coefficients ``(B, 2, m)``.
     Gradients flow to ``s_p``, ``c_i`` and ``y_z`` only (the network matrices are constants).
     Scenarios that did not converge get zero gradient.
     """
 
     @staticmethod
-    def forward(ctx, a, mt, inv_base, cfg, x0, s_p, c_i, y_z):
+    def forward(ctx, net, inv_base, cfg, x0, s_p, c_i, y_z):
         coeffs = (s_p, c_i, y_z)
-        x, conv, iters, resid = fixed_point(a, mt, inv_base, coeffs, x0, cfg)
-        if cfg.newton_iter > 0 and not bool(conv.all()):
+        x, conv, iters, resid = fixed_point(net, inv_base, coeffs, x0, cfg)
+        if cfg.newton_iter > 0 and net.kind == "dense" and not bool(conv.all()):
             idx = torch.nonzero(~conv).squeeze(-1)
-            xn, cn, itn, rn = newton(a, mt, inv_base, _rows(coeffs, idx), x0[idx], cfg)
+            xn, cn, itn, rn = newton(net, inv_base, _rows(coeffs, idx), x0[idx], cfg)
             x[idx] = torch.where(cn[:, None, None], xn, x[idx])
             conv[idx], iters[idx] = cn, iters[idx] + itn
             resid[idx] = torch.where(cn, rn, resid[idx])
-        ctx.save_for_backward(mt, x, conv, s_p, c_i, y_z)
-        ctx.cfg = cfg
+        ctx.save_for_backward(x, conv, s_p, c_i, y_z)
+        ctx.cfg, ctx.net = cfg, net
         ctx.mark_non_differentiable(conv, iters, resid)
         return x, conv, iters, resid
 
     @staticmethod
     def backward(ctx, gx, _gc, _gi, _gr):
-        mt, x, conv, s_p, c_i, y_z = ctx.saved_tensors
+        x, conv, s_p, c_i, y_z = ctx.saved_tensors
         coeffs = (s_p, c_i, y_z)
         gx = torch.where(conv[:, None, None], gx, torch.zeros_like(gx))
-        mu = adjoint(mt, coeffs, x, gx, ctx.cfg)
+        mu = adjoint(ctx.net, coeffs, x, gx, ctx.cfg)
         mu = torch.where(conv[:, None, None], mu, torch.zeros_like(mu))
-        present = [k for k, c in enumerate(coeffs) if c is not None and ctx.needs_input_grad[5 + k]]
+        present = [k for k, c in enumerate(coeffs) if c is not None and ctx.needs_input_grad[4 + k]]
         out = [None, None, None]
         if present:
             with torch.enable_grad():
@@ -228,4 +229,4 @@ class PortSolve(torch.autograd.Function):
                 grads = torch.autograd.grad(i, [args[k] for k in present], grad_outputs=mu)
             for k, g in zip(present, grads, strict=True):
                 out[k] = g
-        return (None, None, None, None, None, *out)
+        return (None, None, None, None, *out)

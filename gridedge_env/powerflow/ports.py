@@ -1,15 +1,24 @@
-"""Ports: the two-terminal places where power is drawn, and the network seen from them.
+"""Ports, and the network seen from them, in a dense and a sparse form.
 
 A port is a node pair ``(a, b)`` (``b = -1`` is ground) at which a load term or a wye injection
-draws current. All non-linearity of the power flow sits at the ports, so the fixed point can be
-solved in port space (``m`` complex unknowns) instead of node space (``n``):
+draws current. All non-linearity of the power flow sits at the ports, so the fixed point runs in
+port space (``m`` complex unknowns):
 
     V = w + Z C i,        u = C^T V = a + M i,        M = C^T Z C,  a = C^T w,
 
-with ``Z = Y^-1`` the network impedance (source Thevenin admittance included, loads excluded),
-``w = Z i_source`` the no-load voltages, ``C`` the ``(n, m)`` port incidence and ``i`` the currents
-the ports inject (minus what the loads draw). This module builds these constant matrices once per
-feeder; they are shared by every scenario and every iteration.
+with ``Z = Y^-1`` (source Thevenin admittance included, loads excluded), ``w = Z i_source`` the
+no-load voltages, ``C`` the ``(n, m)`` port incidence and ``i`` the currents the ports inject.
+
+Two interchangeable operators apply ``M``, ``M^H`` (the real transpose of ``M`` in planar form,
+used by the adjoint) and ``V = w + Z C i``:
+
+- :class:`DenseNetwork` (any device): ``M`` and ``Z C`` as dense real planar matrices, one GEMM each.
+  Best up to a few thousand nodes and ports.
+- :class:`SparseNetwork` (CPU): a SciPy sparse LU of ``Y``, one batched triangular solve per
+  application. For feeders of ~10,000 nodes, where ``M`` and ``Z C`` would not fit or pay.
+
+Planar layout: complex ``(B, m)`` tensors are real ``(B, 2, m)`` (axis 1: re, im), flattened to
+``(B, 2m)`` for matrix products, which act on row vectors.
 """
 
 from __future__ import annotations
@@ -17,79 +26,210 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
 
 from ..network.feeder import Feeder
 
-# Above this many nodes the network is factorised sparsely instead of inverted densely.
-DENSE_NODE_LIMIT = 3000
+#: ``backend="auto"`` picks the sparse operator above this many nodes or ports (CPU only).
+DENSE_LIMIT = 3000
 
 
 @dataclass(frozen=True)
-class PortModel:
-    """Constant port-space matrices (numpy, complex128). Shapes: n nodes, m ports, r line rows."""
+class Ports:
+    """Port structure (numpy). ``m`` ports, ``n_terms`` load terms, ``k`` injection nodes."""
 
     port_a: np.ndarray  # (m,) node index of the port's first terminal
     port_b: np.ndarray  # (m,) node index of the second terminal, -1 = ground
     term_port: np.ndarray  # (n_terms,) port of each feeder load term
     injection_nodes: np.ndarray  # (k,) nodes that accept wye injections s_kva
     injection_port: np.ndarray  # (k,) their ports
-    a_v: np.ndarray  # (m,) no-load port voltage, V
-    m_ohm: np.ndarray  # (m, m) port impedance M = C^T Z C, ohm
-    w_v: np.ndarray  # (n,) no-load node voltage, V
-    zc_ohm: np.ndarray  # (n, m) Z C: node voltage per port current, ohm
-    line_i0_a: np.ndarray  # (r,) no-load line-phase current, A
-    line_k_ohm: np.ndarray  # (r, m) line-phase current per port current (dimensionless)
+
+    @property
+    def m(self) -> int:
+        return len(self.port_a)
+
+    def incidence(self, n: int) -> sp.csc_matrix:
+        """``C``, ``(n, m)``: +1 at each port's first node, -1 at its second (if not ground)."""
+        m = self.m
+        grounded = self.port_b < 0
+        rows = np.concatenate([self.port_a, self.port_b[~grounded]])
+        cols = np.concatenate([np.arange(m), np.flatnonzero(~grounded)])
+        vals = np.concatenate([np.ones(m), -np.ones(int((~grounded).sum()))])
+        return sp.csc_matrix((vals, (rows, cols)), shape=(n, m))
 
 
-def _ports(feeder: Feeder, injection_nodes: np.ndarray):
+def build_ports(feeder: Feeder, injection_nodes) -> Ports:
+    """One port per distinct terminal pair of the load terms and the injection nodes."""
+    injection_nodes = np.asarray(injection_nodes, dtype=np.int64).reshape(-1)
     pairs: dict[tuple[int, int], int] = {}
 
-    def port(a: int, b: int) -> int:
+    def port(a, b) -> int:
         return pairs.setdefault((int(a), int(b)), len(pairs))
 
-    pairs_ab = zip(feeder.term_a, feeder.term_b, strict=True)
-    term_port = np.array([port(a, b) for a, b in pairs_ab], dtype=np.int64)
+    term_port = np.array([port(a, b) for a, b in zip(feeder.term_a, feeder.term_b, strict=True)],
+                         dtype=np.int64)
     inj_port = np.array([port(k, -1) for k in injection_nodes], dtype=np.int64)
     ab = np.array(list(pairs), dtype=np.int64).reshape(-1, 2)
-    return ab[:, 0], ab[:, 1], term_port, inj_port
+    return Ports(ab[:, 0], ab[:, 1], term_port, injection_nodes, inj_port)
 
 
-def _solve_network(y: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``Y^-1 rhs`` for a (n, k) right-hand side; sparse LU above ``DENSE_NODE_LIMIT`` nodes."""
-    if y.shape[0] <= DENSE_NODE_LIMIT:
-        return np.linalg.solve(y, rhs)
-    import scipy.sparse as sp
-    import scipy.sparse.linalg as spla
-
-    return spla.splu(sp.csc_matrix(y)).solve(rhs)
-
-
-def _line_rows(feeder: Feeder) -> np.ndarray:
-    """(r, n) matrix giving each line's terminal-1 phase currents from the node voltages."""
+def line_rows(feeder: Feeder) -> sp.csr_matrix:
+    """``(r, n)`` sparse map from node voltages to each line's terminal-1 phase currents."""
     line_of_row, row = feeder.line_phase_rows()
-    yb = np.zeros((len(row), feeder.n_nodes), dtype=np.complex128)
+    rows, cols, vals = [], [], []
     for r, (li, k) in enumerate(zip(line_of_row, row, strict=True)):
         el = feeder.elements[feeder.lines[li]]
         keep = el.conductor_nodes >= 0
-        np.add.at(yb[r], el.conductor_nodes[keep], el.y_prim[k, keep])
-    return yb
+        rows.append(np.full(int(keep.sum()), r))
+        cols.append(el.conductor_nodes[keep])
+        vals.append(el.y_prim[k, keep])
+    if not rows:
+        return sp.csr_matrix((0, feeder.n_nodes), dtype=np.complex128)
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(len(row), feeder.n_nodes))
 
 
-def build_port_model(feeder: Feeder, injection_nodes) -> PortModel:
-    """Factorise the network once and project it onto the ports (one-off, numpy)."""
-    injection_nodes = np.asarray(injection_nodes, dtype=np.int64).reshape(-1)
-    pa, pb, term_port, inj_port = _ports(feeder, injection_nodes)
-    n, m = feeder.n_nodes, len(pa)
-    c = np.zeros((n, m), dtype=np.complex128)
-    c[pa, np.arange(m)] = 1.0
-    grounded = pb < 0
-    c[pb[~grounded], np.flatnonzero(~grounded)] = -1.0
-    y = feeder.y_bus()
-    sol = _solve_network(y, np.concatenate([feeder.source_current_a()[:, None], c], axis=1))
-    w, zc = sol[:, 0], sol[:, 1:]
-    yb = _line_rows(feeder)
-    return PortModel(
-        port_a=pa, port_b=pb, term_port=term_port, injection_nodes=injection_nodes,
-        injection_port=inj_port, a_v=c.T @ w, m_ohm=c.T @ zc, w_v=w, zc_ohm=zc,
-        line_i0_a=yb @ w, line_k_ohm=yb @ zc,
-    )
+def _planar_matrix(a: np.ndarray) -> np.ndarray:
+    """Real ``(2p, 2q)`` matrix acting on planar row vectors as ``x @ A^T`` does on complex ones."""
+    ar, ai = a.real.T, a.imag.T
+    return np.block([[ar, ai], [-ai, ar]])
+
+
+def _planar(z: torch.Tensor) -> torch.Tensor:
+    return torch.stack([z.real, z.imag], dim=1)
+
+
+class DenseNetwork:
+    """Dense port-space operator (see module docstring); tensors on ``device`` in ``dtype``."""
+
+    kind = "dense"
+
+    def __init__(self, feeder: Feeder, ports: Ports, device, dtype):
+        n = feeder.n_nodes
+        c = ports.incidence(n).toarray()
+        y = feeder.y_bus()
+        sol = np.linalg.solve(y, np.concatenate([feeder.source_current_a()[:, None], c], axis=1))
+        w, zc = sol[:, 0], sol[:, 1:]
+        a = c.T @ w
+        yb = line_rows(feeder)
+
+        def t(x):
+            return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype, device=device)
+
+        self.a_v = a
+        self.a = t(np.concatenate([a.real, a.imag])[None])  # (1, 2m)
+        self.mt = t(_planar_matrix(c.T @ zc))  # (2m, 2m)
+        self._zc = t(_planar_matrix(zc))  # (2m, 2n)
+        self._w = t(np.concatenate([w.real, w.imag])[None])  # (1, 2n)
+        self._line_k = t(_planar_matrix(yb @ zc))  # (2m, 2r)
+        self._line_0 = t(np.concatenate([(yb @ w).real, (yb @ w).imag])[None])
+        self.w_v, self.n, self.r = w, n, yb.shape[0]
+
+    def m_apply(self, i_flat: torch.Tensor) -> torch.Tensor:
+        """``a + M i`` for planar ``(B, 2m)``."""
+        return torch.addmm(self.a, i_flat, self.mt)
+
+    def mh_apply(self, lam_flat: torch.Tensor) -> torch.Tensor:
+        """``M^H λ`` (the real transpose of ``M``) for planar ``(B, 2m)``."""
+        return lam_flat @ self.mt.T
+
+    def node_voltages(self, i_pl: torch.Tensor) -> torch.Tensor:
+        """``w + Z C i`` as planar ``(B, 2, n)``; differentiable."""
+        b = i_pl.shape[0]
+        return torch.addmm(self._w, i_pl.reshape(b, -1), self._zc).reshape(b, 2, self.n)
+
+    def line_currents(self, i_pl: torch.Tensor, v_pl: torch.Tensor) -> torch.Tensor:
+        """Terminal-1 line-phase currents, planar ``(B, 2, r)``; differentiable."""
+        b = i_pl.shape[0]
+        return torch.addmm(self._line_0, i_pl.reshape(b, -1), self._line_k).reshape(b, 2, self.r)
+
+
+class _SparseLinear(torch.autograd.Function):
+    """``y = solve(x)`` for a fixed linear map given as numpy callables (forward and adjoint)."""
+
+    @staticmethod
+    def forward(ctx, x, fwd, adj):
+        ctx.adj = adj
+        return fwd(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.adj(g), None, None
+
+
+class SparseNetwork:
+    """Sparse port-space operator on the CPU: a SciPy LU of ``Y`` shared by all scenarios."""
+
+    kind = "sparse"
+
+    def __init__(self, feeder: Feeder, ports: Ports, device, dtype):
+        if torch.device(device).type != "cpu":
+            raise ValueError("the sparse backend runs on the CPU; use backend='dense' on "
+                             f"{device} (or a smaller feeder)")
+        self.n, self.dtype = feeder.n_nodes, dtype
+        self.c = ports.incidence(self.n)
+        self.lu = spla.splu(feeder.y_bus_sparse())
+        w = self.lu.solve(feeder.source_current_a())
+        a = self.c.T @ w
+        self.a_v, self.w_v = a, w
+        self.a = torch.as_tensor(np.concatenate([a.real, a.imag])[None], dtype=dtype)
+        self._w = torch.as_tensor(np.concatenate([w.real, w.imag])[None], dtype=dtype)
+        self._yb = line_rows(feeder)
+        self.r = self._yb.shape[0]
+
+    # numpy helpers: planar (B, 2q) <-> complex (q, B)
+    @staticmethod
+    def _cols(x: torch.Tensor) -> np.ndarray:
+        z = x.detach().numpy().astype(np.float64)
+        q = z.shape[1] // 2
+        return (z[:, :q] + 1j * z[:, q:]).T
+
+    def _rows(self, z: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.concatenate([z.real.T, z.imag.T], axis=1), dtype=self.dtype)
+
+    def _zc(self, i_flat, trans="N"):
+        """``C^T Z C i`` (``trans="N"``) or ``C^T Z^H C λ`` (``"H"``), planar ``(B, 2m)``."""
+        return self._rows(self.c.T @ self.lu.solve(self.c @ self._cols(i_flat), trans=trans))
+
+    def m_apply(self, i_flat):
+        return self.a + self._zc(i_flat)
+
+    def mh_apply(self, lam_flat):
+        return self._zc(lam_flat, "H")
+
+    def node_voltages(self, i_pl):
+        b = i_pl.shape[0]
+
+        def fwd(x):
+            return self._rows(self.lu.solve(self.c @ self._cols(x)))
+
+        def adj(g):
+            return self._rows(self.c.T @ self.lu.solve(self._cols(g), trans="H"))
+
+        dv = _SparseLinear.apply(i_pl.reshape(b, -1), fwd, adj)
+        return (self._w + dv).reshape(b, 2, self.n)
+
+    def line_currents(self, i_pl, v_pl):
+        b = v_pl.shape[0]
+
+        def fwd(x):
+            return self._rows(self._yb @ self._cols(x))
+
+        def adj(g):
+            return self._rows(self._yb.conj().T @ self._cols(g))
+
+        return _SparseLinear.apply(v_pl.reshape(b, -1), fwd, adj).reshape(b, 2, self.r)
+
+
+def make_network(feeder: Feeder, ports: Ports, device, dtype, backend: str = "auto"):
+    """The operator for ``backend`` (``"dense"``, ``"sparse"`` or ``"auto"``)."""
+    if backend == "auto":
+        big = max(feeder.n_nodes, ports.m) > DENSE_LIMIT
+        backend = "sparse" if big and torch.device(device).type == "cpu" else "dense"
+    if backend == "dense":
+        return DenseNetwork(feeder, ports, device, dtype)
+    if backend == "sparse":
+        return SparseNetwork(feeder, ports, device, dtype)
+    raise ValueError(f"backend must be 'auto', 'dense' or 'sparse', got {backend!r}")

@@ -14,7 +14,7 @@ import torch
 
 from ..network.feeder import Feeder
 from .implicit import PortSolve, Settings, port_current
-from .ports import build_port_model
+from .ports import build_ports, make_network
 
 
 class PowerFlowError(RuntimeError):
@@ -41,11 +41,10 @@ class PowerFlowResult:
     converged: ``(...,)`` bool; iterations: ``(...,)`` fixed-point (+ Newton) iterations;
     residual: ``(...,)`` last step (fixed point) or residual (Newton), p.u. of no-load voltage.
 
-    Line currents are computed on first access (one more matrix product), so solves whose
-    caller only needs voltages do not pay for them.
+    The complex ``v`` and the line currents are computed on first access (the currents are one
+    more matrix product), so solves whose caller only needs ``v_pu`` do not pay for them.
     """
 
-    v: torch.Tensor
     v_pu: torch.Tensor
     s_sub_kva: torch.Tensor
     s_load_kva: torch.Tensor
@@ -53,7 +52,12 @@ class PowerFlowResult:
     converged: torch.Tensor
     iterations: torch.Tensor
     residual: torch.Tensor
+    _v_planar: torch.Tensor = field(repr=False, default=None)  # (..., 2, n_nodes)
     _line_currents: object = field(repr=False, default=None)
+
+    @cached_property
+    def v(self) -> torch.Tensor:
+        return torch.complex(self._v_planar[..., 0, :], self._v_planar[..., 1, :])
 
     @cached_property
     def i_line_a(self) -> torch.Tensor:
@@ -62,6 +66,11 @@ class PowerFlowResult:
     @cached_property
     def line_loading(self) -> torch.Tensor:
         return self._line_currents()[1]
+
+
+def _planar_power(v: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+    """``v * conj(i)`` for planar ``(B, 2, k)`` tensors, as a complex ``(B, k)``."""
+    return torch.complex(v[:, 0] * i[:, 0] + v[:, 1] * i[:, 1], v[:, 1] * i[:, 0] - v[:, 0] * i[:, 1])
 
 
 def _cplx(dtype: torch.dtype) -> torch.dtype:
@@ -88,11 +97,15 @@ class PowerFlow:
     on_nonconvergence: ``"raise"`` (default) raises :class:`PowerFlowError` naming the failed
         scenarios; ``"flag"`` returns them with ``converged=False``, their last finite iterate (or
         the no-load voltages) and zero gradient.
+    backend: ``"dense"`` (port matrices, any device), ``"sparse"`` (SciPy sparse LU, CPU, for
+        feeders of thousands of nodes; no Newton fallback) or ``"auto"`` (default: sparse on the
+        CPU above 3,000 nodes or ports).
     """
 
     def __init__(self, feeder: Feeder, device="cpu", dtype=torch.float64, *,
                  injection_nodes="all", load_model: str = "pq", tol: float | None = None,
-                 max_iter: int = 60, newton_iter: int = 20, on_nonconvergence: str = "raise"):
+                 max_iter: int = 60, newton_iter: int = 20, on_nonconvergence: str = "raise",
+                 backend: str = "auto"):
         if dtype not in (torch.float64, torch.float32):
             raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         if load_model not in ("pq", "zip"):
@@ -104,7 +117,8 @@ class PowerFlow:
         tol = (1e-10 if dtype == torch.float64 else 1e-6) if tol is None else tol
         self.settings = Settings(tol, max_iter, newton_iter)
         self.injection_nodes = self._node_indices(injection_nodes)
-        self.ports = build_port_model(feeder, self.injection_nodes)
+        self.ports = build_ports(feeder, self.injection_nodes)
+        self.network = make_network(feeder, self.ports, self.device, dtype, backend)
         self._to_tensors()
 
     # ------------------------------------------------------------------ setup
@@ -128,38 +142,35 @@ class PowerFlow:
         def t(x, dtype=cd):
             return torch.as_tensor(np.asarray(x), dtype=dtype, device=dev)
 
-        mr, mi = p.m_ohm.real.T, p.m_ohm.imag.T
-        self._mt = t(np.block([[mr, mi], [-mi, mr]]), rd)  # real planar M^T (see implicit.py)
-        a = np.stack([p.a_v.real, p.a_v.imag])  # (2, m)
-        self._a = t(a.reshape(1, -1), rd)
-        self._x0 = t(a[None], rd)
-        self._inv_base = t(np.tile(1.0 / np.abs(p.a_v), 2)[None], rd)
-        zr, zi = p.zc_ohm.real.T, p.zc_ohm.imag.T  # (m, n)
-        self._zc_pl = t(np.block([[zr, zi], [-zi, zr]]), rd)  # planar (2m, 2n), row vectors
-        self._w_pl = t(np.concatenate([p.w_v.real, p.w_v.imag])[None], rd)
-        self._i0, self._k = t(p.line_i0_a), t(p.line_k_ohm)
+        a_v = self.network.a_v
+        self._x0 = t(np.stack([a_v.real, a_v.imag])[None], rd)  # (1, 2, m) no-load start
+        self._inv_base = t(np.tile(1.0 / np.abs(a_v), 2)[None], rd)
         self._base_v = t(f.base_kv_ln * 1e3, rd)
         line_of_row, _ = f.line_phase_rows()
         amps = f.line_normamps[line_of_row]
         self._inv_amps = t(np.where(amps > 0, 1.0 / np.where(amps > 0, amps, 1.0), 0.0), rd)
         self._inj_nodes = torch.as_tensor(p.injection_nodes, device=dev)
         self._inj_port = torch.as_tensor(p.injection_port, device=dev)
-        # Loads -> ports is linear in load_scale: one (n_loads, 2m) real matrix per ZIP part,
-        # planar [re | im], so the coefficients are a GEMM away (no scatter on the hot path).
+        # ZIP coefficient of every load term (s_P in VA, c_I in A, y_Z in S), planar, and their
+        # per-port sums (the fast path when every load shares one scale per scenario).
         zip_va = f.term_zip_kva * 1e3
         if self.load_model == "pq":
             zip_va = np.concatenate([zip_va.sum(1, keepdims=True), 0 * zip_va[:, 1:]], axis=1)
         vn = f.term_vnom_v[:, None]
-        coef = zip_va / np.concatenate([np.ones_like(vn), vn, vn**2], axis=1)  # (terms, 3)
-        load_to_port = np.zeros((3, f.n_loads, len(p.port_a)), dtype=np.complex128)
-        np.add.at(load_to_port, (slice(None), f.term_load, p.term_port), coef.T)
-        self._load_to_port = [t(np.concatenate([x.real, x.imag], axis=1), rd)
-                              for x in load_to_port]
+        coef = (zip_va / np.concatenate([np.ones_like(vn), vn, vn**2], axis=1)).T  # (3, terms)
+        per_port = np.zeros((3, p.m), dtype=np.complex128)
+        np.add.at(per_port, (slice(None), p.term_port), coef)
+        self._term_coef = t(np.stack([coef.real, coef.imag], axis=1), rd)  # (3, 2, terms)
+        self._port_coef = t(np.stack([per_port.real, per_port.imag], axis=1), rd)  # (3, 2, m)
+        self._term_port = torch.as_tensor(p.term_port, device=dev)
+        self._term_load = torch.as_tensor(f.term_load, device=dev)
         self._has_zi = self.load_model == "zip" and bool(np.any(f.term_zip_kva[:, 1:] != 0))
         src = f.source
         k = len(f.source_emf_v)
         self._src_nodes = torch.as_tensor(src.conductor_nodes[:k], device=dev)
-        self._src_y = t(src.y_prim[:k, :k])
+        ys = src.y_prim[:k, :k]
+        # planar Y_s: [p (re/im of V), q (re/im of I), j (out), k (in)]
+        self._src_y_pl = t(np.array([[ys.real, ys.imag], [-ys.imag, ys.real]]), rd)
         self._src_emf = t(f.source_emf_v)
         line_names = f.line_names
         self.line_phase_names = tuple(
@@ -169,7 +180,7 @@ class PowerFlow:
 
     @property
     def n_ports(self) -> int:
-        return len(self.ports.port_a)
+        return self.ports.m
 
     # ------------------------------------------------------------------ inputs
     def _check(self, s_kva, load_scale) -> tuple[torch.Tensor, torch.Tensor, tuple]:
@@ -223,14 +234,21 @@ class PowerFlow:
     def _coefficients(self, s_kva, scale):
         """Planar ZIP coefficients per port, ``(B, 2, m)`` each: s_P (VA), c_I (A), y_Z (S);
         c_I and y_Z are None unless some load has constant-current/impedance parts."""
-        bsz, m = scale.shape[0], self.n_ports
-        s_p = (scale @ self._load_to_port[0]).reshape(bsz, 2, m)
+        s_p = self._scaled(scale, 0)
         if s_kva is not None and len(self._inj_nodes):
             inj = torch.stack([s_kva.real, s_kva.imag], dim=1)[:, :, self._inj_nodes] * 1e3
             s_p = s_p.index_add(2, self._inj_port, inj)
         if not self._has_zi:
             return s_p, None, None
-        return (s_p, *((scale @ w).reshape(bsz, 2, m) for w in self._load_to_port[1:]))
+        return s_p, self._scaled(scale, 1), self._scaled(scale, 2)
+
+    def _scaled(self, scale, part: int) -> torch.Tensor:
+        """ZIP part ``part`` of the feeder's loads at ``scale`` ``(B, n_loads)``: ``(B, 2, m)``."""
+        if scale.stride(-1) == 0:  # expanded from (B, 1): one factor for every load
+            return scale[:, :1, None] * self._port_coef[part]
+        term = scale[:, None, self._term_load] * self._term_coef[part]  # (B, 2, terms)
+        out = torch.zeros(scale.shape[0], 2, self.n_ports, dtype=term.dtype, device=term.device)
+        return out.index_add(2, self._term_port, term)
 
     # ------------------------------------------------------------------ solve
     def solve(self, s_kva: torch.Tensor | None = None, load_scale=1.0) -> PowerFlowResult:
@@ -248,7 +266,7 @@ class PowerFlow:
         coeffs = self._coefficients(s_flat, scale)
         bsz, m = scale.shape[0], self.n_ports
         x, conv, iters, resid = PortSolve.apply(
-            self._a, self._mt, self._inv_base, self.settings, self._x0.expand(bsz, 2, m), *coeffs)
+            self.network, self._inv_base, self.settings, self._x0.expand(bsz, 2, m), *coeffs)
         if self.on_nonconvergence == "raise" and not bool(conv.all()):
             failed = torch.nonzero(~conv).squeeze(-1)
             raise PowerFlowError(
@@ -259,29 +277,26 @@ class PowerFlow:
         return self._result(x, coeffs, conv, iters, resid, batch)
 
     def _result(self, x, coeffs, conv, iters, resid, batch) -> PowerFlowResult:
-        bsz, n = x.shape[0], self.feeder.n_nodes
         if not bool(conv.all()):  # no gradient through scenarios that did not converge
             ok = conv[:, None, None]
             coeffs = tuple(None if c is None else torch.where(ok, c, c.detach()) for c in coeffs)
         i_pl = port_current(x, *coeffs)  # (B, 2, m), A
-        i_port = torch.complex(i_pl[:, 0], i_pl[:, 1])
-        u = torch.complex(x[:, 0], x[:, 1])
-        v_pl = torch.addmm(self._w_pl, i_pl.reshape(bsz, -1), self._zc_pl).reshape(bsz, 2, n)
-        v_mag = torch.sqrt(v_pl[:, 0] ** 2 + v_pl[:, 1] ** 2)
-        v = torch.complex(v_pl[:, 0], v_pl[:, 1])
-        v_src = v[:, self._src_nodes]
-        i_src = (self._src_emf - v_src) @ self._src_y.T
-        s_sub = (v_src * i_src.conj()).sum(-1) / 1e3
-        s_load = -(u * i_port.conj()).sum(-1) / 1e3
-
+        v_pl = self.network.node_voltages(i_pl)
+        v_mag = torch.hypot(v_pl[:, 0], v_pl[:, 1])
+        vs = v_pl[:, :, self._src_nodes]  # (B, 2, k) source-bus voltages
+        e = torch.view_as_real(self._src_emf).T  # (2, k)
+        i_src = torch.einsum("bpk,pqjk->bqj", e - vs, self._src_y_pl)  # Y_s (E - V), planar
+        s_sub = _planar_power(vs, i_src).sum(-1) / 1e3
+        s_load = -_planar_power(x, i_pl).sum(-1) / 1e3
         def shape(t):
             return t.reshape(tuple(batch) + tuple(t.shape[1:]))
 
         def line_currents():
-            i_line = self._i0 + i_port @ self._k.T
+            i_pl_line = self.network.line_currents(i_pl, v_pl)
+            i_line = torch.complex(i_pl_line[:, 0], i_pl_line[:, 1])
             return shape(i_line), shape(i_line.abs() * self._inv_amps)
 
         return PowerFlowResult(
-            v=shape(v), v_pu=shape(v_mag / self._base_v), s_sub_kva=shape(s_sub),
+            _v_planar=shape(v_pl), v_pu=shape(v_mag / self._base_v), s_sub_kva=shape(s_sub),
             s_load_kva=shape(s_load), losses_kva=shape(s_sub - s_load), converged=shape(conv),
             iterations=shape(iters), residual=shape(resid), _line_currents=line_currents)

@@ -93,7 +93,7 @@ def test_zero_load_gives_no_load_voltages(ieee13):
     r = PowerFlow(ieee13).solve(None, 0.0)
     assert torch.allclose(r.s_load_kva, torch.zeros((), dtype=torch.complex128))
     pf = PowerFlow(ieee13)
-    torch.testing.assert_close(r.v, torch.as_tensor(pf.ports.w_v), rtol=0, atol=1e-9)
+    torch.testing.assert_close(r.v, torch.as_tensor(pf.network.w_v), rtol=0, atol=1e-9)
 
 
 def test_constant_impedance_loads_match_direct_linear_solve(ieee13):
