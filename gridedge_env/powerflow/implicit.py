@@ -38,6 +38,8 @@ def port_current(x: torch.Tensor, s_p, c_i=None, y_z=None) -> torch.Tensor:
     ``c_I / |u|`` and ``y_Z`` respectively (real, imaginary parts).
     """
     ur, ui = x[:, 0], x[:, 1]
+    if not torch.is_grad_enabled():
+        return _port_current_inplace(ur, ui, s_p, c_i, y_z)
     mag2 = ur * ur + ui * ui
     alpha, beta = s_p[:, 0] / mag2, s_p[:, 1] / mag2
     if c_i is not None:
@@ -48,9 +50,26 @@ def port_current(x: torch.Tensor, s_p, c_i=None, y_z=None) -> torch.Tensor:
     return torch.stack([-(alpha * ur + beta * ui), beta * ur - alpha * ui], dim=1)
 
 
+def _port_current_inplace(ur, ui, s_p, c_i, y_z):
+    """:func:`port_current` without autograd: in-place, ~4x fewer memory passes (hot loop)."""
+    inv = torch.reciprocal(ur * ur + ui * ui)
+    alpha, beta = s_p[:, 0] * inv, s_p[:, 1] * inv
+    if c_i is not None:
+        inv.sqrt_()
+        alpha.addcmul_(c_i[:, 0], inv)
+        beta.addcmul_(c_i[:, 1], inv)
+    if y_z is not None:
+        alpha.add_(y_z[:, 0])
+        beta.add_(y_z[:, 1])
+    out = torch.empty((ur.shape[0], 2, ur.shape[1]), dtype=ur.dtype, device=ur.device)
+    torch.mul(alpha, ur, out=out[:, 0]).addcmul_(beta, ui).neg_()
+    torch.mul(beta, ur, out=out[:, 1]).addcmul_(alpha, ui, value=-1)
+    return out
+
+
 def _step_size(dx: torch.Tensor, inv_base: torch.Tensor) -> torch.Tensor:
     """Largest change of a port voltage component in p.u. of its no-load magnitude: ``(B,)``."""
-    return (dx.reshape(dx.shape[0], -1).abs() * inv_base).amax(dim=-1)
+    return dx.reshape(dx.shape[0], -1).abs().mul_(inv_base).amax(dim=-1)
 
 
 def _jacobian_blocks(x, coeffs):

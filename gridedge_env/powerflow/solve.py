@@ -112,7 +112,10 @@ class PowerFlow:
             raise ValueError(f"load_model must be 'pq' or 'zip', got {load_model!r}")
         if on_nonconvergence not in ("raise", "flag"):
             raise ValueError(f"on_nonconvergence must be 'raise' or 'flag', got {on_nonconvergence!r}")
-        self.feeder, self.device, self.dtype = feeder, torch.device(device), dtype
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # compare equal to tensors' cuda:N
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.feeder, self.device, self.dtype = feeder, device, dtype
         self.load_model, self.on_nonconvergence = load_model, on_nonconvergence
         tol = (1e-10 if dtype == torch.float64 else 1e-6) if tol is None else tol
         self.settings = Settings(tol, max_iter, newton_iter)
