@@ -182,7 +182,7 @@ def adjoint(net, coeffs, x, g, cfg: Settings):
     """
     bsz, _, m = x.shape
     d = _jacobian_blocks(x, coeffs)  # (B, m, 2, 2)
-    d00, d01, d10, d11 = (d[..., i, j] for i in (0, 1) for j in (0, 1))
+    d00, d01, d10, d11 = (d[..., i, j].contiguous() for i in (0, 1) for j in (0, 1))
     scale = g.reshape(bsz, -1).abs().amax(-1).clamp_min(torch.finfo(g.dtype).tiny)
     tol = max(cfg.tol, 50 * torch.finfo(g.dtype).eps)
     lam, prev = g, torch.zeros(bsz, dtype=g.dtype, device=g.device)
@@ -190,7 +190,9 @@ def adjoint(net, coeffs, x, g, cfg: Settings):
     for _ in range(cfg.max_iter):
         mu = net.mh_apply(lam.reshape(bsz, 2 * m)).reshape(bsz, 2, m)
         mu0, mu1 = mu[:, 0], mu[:, 1]
-        new = g + torch.stack([d00 * mu0 + d10 * mu1, d01 * mu0 + d11 * mu1], dim=1)  # D^T mu
+        new = torch.empty_like(g)  # g + D^T mu, in place (no autograd in backward)
+        torch.addcmul(g[:, 0], d00, mu0, out=new[:, 0]).addcmul_(d10, mu1)
+        torch.addcmul(g[:, 1], d01, mu0, out=new[:, 1]).addcmul_(d11, mu1)
         step = (new - lam).reshape(bsz, -1).abs().amax(-1) / scale
         rho = (step / prev).nan_to_num(0.99).clamp(max=0.99)
         lam, prev = new, step
