@@ -49,7 +49,8 @@ class BatteryConfig:
     pack over 9,600 full equivalent cycles to 80 % capacity (Naumann et al. 2020 LFP data)."""
     terminal_gbp_per_kwh: float = 1.0
     """Penalty per kWh of final SoC below the initial SoC, GBP/kWh. Default 1.0: above the
-    highest price of the bundled tariff (0.672 GBP/kWh), so ending the day empty never pays."""
+    highest import price of the default tariff (0.4693 GBP/kWh) and of the LCL dToU series
+    (0.672 GBP/kWh), so ending the day empty never pays."""
     action_map: Literal["signed", "affine"] = "signed"
     """``"signed"``: ``0 -> idle``, ``1 -> p_hi``, ``-1 -> p_lo`` (piecewise linear);
     ``"affine"``: ``[-1, 1] -> [p_lo, p_hi]`` linearly (``0`` is the middle of the range)."""
