@@ -43,7 +43,9 @@ def _time(fn, device, repeats: int) -> float:
 
 def _opendss(feeder, mults: np.ndarray, tol: float):
     """Time OpenDSS on the scenarios; returns (solves/s, voltages (S, n) in feeder order)."""
-    import opendssdirect as dss
+    import opendssdirect
+
+    dss = opendssdirect.NewContext()  # a private engine: no state shared with other users
 
     from .network.opendss_export import export_opendss
 

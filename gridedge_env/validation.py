@@ -73,7 +73,9 @@ def opendss_solutions(feeder: Feeder, load_scale, inj_nodes, s_kva, load_model: 
                       master: Path | None = None):
     """Solve every scenario with OpenDSS; returns node voltages ``(S, n)`` in feeder order and
     terminal-1 line-phase currents ``(S, r)`` (complex) and losses ``(S,)`` kW."""
-    import opendssdirect as dss
+    import opendssdirect
+
+    dss = opendssdirect.NewContext()  # a private engine: no state shared with other users
 
     with tempfile.TemporaryDirectory() as tmp:
         _compile(dss, feeder, master, Path(tmp))

@@ -179,6 +179,45 @@ class Feeder:
         np.add.at(i, self.source.conductor_nodes[:k], self.source.y_prim[:k, :k] @ self.source_emf_v)
         return i
 
+    def with_taps(self, taps: dict[str, float]) -> Feeder:
+        """A copy with two-winding transformers (regulators) at new winding-2 taps (pu).
+
+        OpenDSS refers a winding's admittances to its tapped voltage, so moving winding 2 from
+        tap ``t0`` to ``t1`` scales its rows and columns of ``y_prim`` by ``t0 / t1`` (checked
+        against re-imports from OpenDSS in the tests). ``taps``: transformer name -> tap.
+        """
+        import dataclasses
+
+        by_name = {e.name: i for i, e in enumerate(self.elements)}
+        elements = list(self.elements)
+        new_taps = dict(self.taps)
+        for name, tap in taps.items():
+            key = f"transformer.{name.lower().removeprefix('transformer.')}"
+            if key not in by_name:
+                raise KeyError(f"feeder {self.name!r} has no transformer {name!r}")
+            el = elements[by_name[key]]
+            old = self.taps[key.split(".", 1)[1]]
+            if len(old) != 2:
+                raise ValueError(f"{key}: only two-winding transformers can be re-tapped")
+            if not 0.5 < tap < 1.5:
+                raise ValueError(f"{key}: tap {tap} outside (0.5, 1.5)")
+            k = len(el.conductor_nodes) // 2
+            f = np.ones(2 * k)
+            f[k:] = old[1] / tap
+            elements[by_name[key]] = dataclasses.replace(el, y_prim=el.y_prim * np.outer(f, f))
+            new_taps[key.split(".", 1)[1]] = [old[0], float(tap)]
+        return dataclasses.replace(self, elements=tuple(elements), taps=new_taps)
+
+    def with_source_pu(self, pu: float) -> Feeder:
+        """A copy whose source EMF is ``pu`` times its base (the substation voltage setpoint)."""
+        import dataclasses
+
+        if not 0.5 < pu < 1.5:
+            raise ValueError(f"source pu must be in (0.5, 1.5), got {pu}")
+        old = float(self.source.params.get("pu", 1.0))
+        src = dataclasses.replace(self.source, params={**self.source.params, "pu": pu})
+        return dataclasses.replace(self, source=src, source_emf_v=self.source_emf_v * pu / old)
+
     # ------------------------------------------------------------------ serialisation
     def to_json(self) -> dict:
         """A JSON-ready dict (complex numbers as ``[re, im]`` pairs, full float precision)."""

@@ -294,7 +294,9 @@ def import_opendss(master: str | Path, *, name: str | None = None, taps="solved"
     master = Path(master)
     if not master.is_file():
         raise FeederImportError(f"{master}: OpenDSS master file not found")
-    dss = _dss()
+    # A fresh engine context per import: no state leaks between imports (the shared default
+    # context crashed on some compile sequences with DSS C-API 0.14.5).
+    dss = _dss().NewContext()
     with tempfile.TemporaryDirectory() as tmp:
         staged = _stage(master.resolve(), Path(tmp))
         _cmd(dss, "clear", str(master))
