@@ -1,0 +1,253 @@
+"""The batched environment core: ``reset`` and ``step`` as functions of an explicit state.
+
+Everything is a tensor over ``B`` parallel days (``num_envs``) and ``N`` agents, on any torch
+device, and differentiable with respect to the actions (devices, costs, and the power flow through
+its implicit gradient), so a whole day can be backpropagated. The PettingZoo, Gymnasium and other
+adapters hold a state and call these functions; nothing on :class:`EnvParams` changes in a step.
+
+Per step: each agent's action in ``[-1, 1]`` sets its device (battery charge/discharge, heat-pump
+power, generator output); households add demand and PV; the agents' net powers (times
+``households_per_agent``) are injected at their nodes and the power flow gives voltages and line
+loadings; costs, constraint terms and rewards follow (:mod:`.costs`). A day has ``T`` steps
+(``T = 48`` at 30 min); the episode terminates after the last one.
+
+Observations (per agent, ``(B, N, obs_dim)``, local only, see ``docs/env.md``):
+``[sin(2πt/T), cos(2πt/T), price / 0.5, demand_kw / 3, pv_kw / 5, (t_out - 10) / 10,
+device_state]`` (+ ``(v_prev - 1) / 0.05`` at the agent's own node when ``observe_voltage``), where
+``device_state`` is ``2 soc - 1`` for batteries, ``(t_in - t_low) / band * 2 - 1`` for heat pumps
+and 0 for generators. The global state for centralised critics is :func:`global_state`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .costs import Constraints, RewardConfig, constraints, energy_bill, reward
+from .devices import HeatPumpExog, HouseholdExog, battery, generator, heat_pump, household
+from .devices.common import out_of_range
+from .powerflow import PowerFlow
+from .scenarios import Scenario, ScenarioConfig, build_scenario
+from .scenarios.placement import KINDS
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Environment options on top of the scenario."""
+
+    scenario: ScenarioConfig
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    observe_voltage: bool = False
+    """Add the agent's own node voltage of the previous step to its observation."""
+    straight_through: bool = True
+    """Clamps pass gradients straight through (``False``: plain clamps, zero gradient outside)."""
+    split: str = "train"
+    """Days ``reset`` draws from when none are given: ``train``, ``validation`` or ``test``."""
+
+
+class EnvState(NamedTuple):
+    """Explicit state, batched over ``B`` days."""
+
+    day: torch.Tensor  # (B,) long, index into the scenario's profiles
+    t: torch.Tensor  # (B,) long, step within the day
+    soc: torch.Tensor  # (B, N_battery)
+    soc_init: torch.Tensor  # (B, N_battery), for the terminal penalty
+    t_in_c: torch.Tensor  # (B, N_heatpump)
+    v_agent_pu: torch.Tensor  # (B, N) voltage at each agent's node in the previous step
+    done: torch.Tensor  # (B,) bool
+
+
+class StepOut(NamedTuple):
+    obs: torch.Tensor  # (B, N, obs_dim)
+    reward: torch.Tensor  # (B, N)
+    costs: dict  # name -> (B, N) GBP: energy, degradation, fuel, discomfort, terminal
+    constraints: Constraints
+    terminated: torch.Tensor  # (B,) bool
+    truncated: torch.Tensor  # (B,) bool (always False: days end by termination)
+    info: dict  # converged (B,), pf_iterations (B,), clipped_actions (B,), v_pu (B, n), p_agent_kw
+
+
+@dataclass(frozen=True, eq=False)
+class EnvParams:
+    """Everything fixed for an environment (built once by :func:`make_params`)."""
+
+    config: EnvConfig
+    scenario: Scenario
+    powerflow: PowerFlow
+    agent_node: torch.Tensor  # (N,)
+    kind_agents: dict  # kind -> (N_kind,) agent indices
+    node_mask: torch.Tensor  # (n,) 1 at constrained (non-source) nodes
+    bus_phases: torch.Tensor  # (n_3ph, 3)
+    obs_dim: int
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.agent_node)
+
+    @property
+    def n_steps(self) -> int:
+        return self.scenario.profiles.n_steps
+
+    @property
+    def dt_h(self) -> float:
+        return self.scenario.profiles.dt_minutes / 60.0
+
+
+def make_params(config: EnvConfig, device="cpu", dtype=torch.float64) -> EnvParams:
+    scn = build_scenario(config.scenario, dtype=dtype)
+    scn = _to(scn, device)
+    f = scn.feeder
+    nodes = sorted(set(scn.placement.node.tolist()))
+    pf = PowerFlow(f, device=device, dtype=dtype, injection_nodes=nodes, on_nonconvergence="flag")
+    mask = torch.ones(f.n_nodes, dtype=dtype, device=device)
+    mask[torch.as_tensor(f.source_nodes, device=device)] = 0
+    buses: dict[str, dict[str, int]] = {}
+    for i, name in enumerate(f.nodes):
+        bus, ph = name.rsplit(".", 1)
+        buses.setdefault(bus, {})[ph] = i
+    three = [[b["1"], b["2"], b["3"]] for b in buses.values() if {"1", "2", "3"} <= set(b)]
+    return EnvParams(
+        config=config, scenario=scn, powerflow=pf,
+        agent_node=torch.as_tensor(scn.placement.node, device=device),
+        kind_agents={k: scn.agents_of(k).to(device) for k in KINDS},
+        node_mask=mask, bus_phases=torch.as_tensor(np.array(three, dtype=np.int64).reshape(-1, 3),
+                                                   device=device),
+        obs_dim=7 + int(config.observe_voltage),
+    )
+
+
+def _to(scn: Scenario, device) -> Scenario:
+    import dataclasses
+
+    def move(nt):
+        return type(nt)(*(x.to(device) if isinstance(x, torch.Tensor) else x for x in nt))
+
+    return dataclasses.replace(
+        scn, household=move(scn.household), battery=move(scn.battery),
+        heat_pump=move(scn.heat_pump), generator=move(scn.generator),
+        profiles=scn.profiles.to(device))
+
+
+def reset(params: EnvParams, batch: int, *, seed: int | None = None,
+          days: torch.Tensor | None = None) -> tuple[EnvState, torch.Tensor]:
+    """Start ``batch`` days (drawn from the configured split by ``seed``, or ``days``)."""
+    dev = params.agent_node.device
+    scn = params.scenario
+    if days is None:
+        pool = getattr(scn.split, params.config.split)
+        g = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        days = pool[torch.randint(len(pool), (batch,), generator=g)]
+    days = torch.as_tensor(days, dtype=torch.long, device=dev).reshape(-1)
+    if len(days) != batch:
+        raise ValueError(f"got {len(days)} days for batch {batch}")
+    if bool(((days < 0) | (days >= scn.profiles.n_days)).any()):
+        raise ValueError(f"day index out of range [0, {scn.profiles.n_days})")
+    soc = battery.init_state(scn.battery, batch).soc
+    dtype = soc.dtype
+    state = EnvState(
+        day=days, t=torch.zeros(batch, dtype=torch.long, device=dev), soc=soc, soc_init=soc.clone(),
+        t_in_c=heat_pump.init_state(scn.heat_pump, batch).t_in_c,
+        v_agent_pu=torch.ones(batch, params.n_agents, dtype=dtype, device=dev),
+        done=torch.zeros(batch, dtype=torch.bool, device=dev))
+    return state, observe(params, state)
+
+
+def _exog(params: EnvParams, state: EnvState):
+    """Per-agent demand, PV per kWp ``(B, N)`` and outdoor temperature, prices ``(B, 1)``."""
+    prof, a = params.scenario.profiles, params.scenario.assignment
+    T, D = prof.n_steps, prof.n_days
+    d, t = state.day, state.t.clamp(max=T - 1)  # after the last step: observe the last slot
+    flat = (d * T + t)[:, None]  # (B, 1)
+    demand = prof.demand_kw.reshape(D * T, -1)[(flat + a.offset_steps) % (D * T), a.household]
+    pv = prof.pv_kw_per_kwp.reshape(D * T, -1)[flat, a.pv]
+    sel = (d, t)
+    return (demand, pv, prof.temp_out_c[sel][:, None], prof.price_gbp_per_kwh[sel][:, None],
+            prof.export_price_gbp_per_kwh[sel][:, None])
+
+
+def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
+    """Local observations ``(B, N, obs_dim)`` (see module docstring)."""
+    scn = params.scenario
+    demand, pv, t_out, price, _ = _exog(params, state)
+    hh = scn.household
+    b, n = demand.shape
+    phase = 2 * torch.pi * state.t.to(demand.dtype)[:, None] / params.n_steps
+    dev_state = demand.new_zeros(b, n)
+    dev_state = dev_state.index_copy(1, params.kind_agents["battery"], 2 * state.soc - 1)
+    hp = scn.heat_pump
+    band = hp.t_high_c - hp.t_low_c
+    dev_state = dev_state.index_copy(1, params.kind_agents["heatpump"],
+                                     (state.t_in_c - hp.t_low_c) / band * 2 - 1)
+    cols = [torch.sin(phase).expand(b, n), torch.cos(phase).expand(b, n),
+            (price / 0.5).expand(b, n), hh.demand_scale * demand / 3.0,
+            torch.where(hh.has_pv, hh.pv_kwp, 0.0) * pv / 5.0, ((t_out - 10) / 10).expand(b, n),
+            dev_state]
+    if params.config.observe_voltage:
+        cols.append((state.v_agent_pu - 1) / 0.05)
+    return torch.stack(cols, dim=-1)
+
+
+def global_state(params: EnvParams, state: EnvState) -> torch.Tensor:
+    """State for centralised critics ``(B, N * obs_dim + N)``: every agent's observation and the
+    previous step's voltage at every agent's node."""
+    obs = observe(params, state)
+    return torch.cat([obs.flatten(1), (state.v_agent_pu - 1) / 0.05], dim=1)
+
+
+def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvState, StepOut]:
+    """Advance every day by one step. ``action``: ``(B, N)`` in ``[-1, 1]`` (values outside are
+    clamped and counted in ``info["clipped_actions"]``)."""
+    if bool(state.done.any()):
+        raise RuntimeError("step() called on a finished day; call reset() first")
+    scn, cfg, dt = params.scenario, params.config, params.dt_h
+    b, n = action.shape[0], params.n_agents
+    if action.shape != (b, n):
+        raise ValueError(f"action must have shape (B, {n}), got {tuple(action.shape)}")
+    if not bool(torch.isfinite(action).all()):
+        raise ValueError("action has NaN/inf entries")
+    st = cfg.straight_through
+    demand, pv, t_out, price, export = _exog(params, state)
+    p, q = household.power(scn.household, HouseholdExog(demand, pv))
+    ka = params.kind_agents
+    bat_state, (pb, _), c_b = battery.step(scn.battery, battery.BatteryState(state.soc),
+                                           action[:, ka["battery"]], None, dt, straight_through=st)
+    hp_state, (ph, qh), c_h = heat_pump.step(scn.heat_pump, heat_pump.HeatPumpState(state.t_in_c),
+                                             action[:, ka["heatpump"]], HeatPumpExog(t_out), dt,
+                                             straight_through=st)
+    _, (pg, qg), c_g = generator.step(scn.generator, None, action[:, ka["generator"]], None, dt,
+                                      straight_through=st)
+    p = p.index_add(1, ka["battery"], pb).index_add(1, ka["heatpump"], ph)
+    p = p.index_add(1, ka["generator"], pg)
+    q = q.index_add(1, ka["heatpump"], qh).index_add(1, ka["generator"], qg)
+    k = scn.config.households_per_agent
+    zero = p.new_zeros(b, n)
+    costs = {
+        "energy": energy_bill(p, price, export, dt) * k,
+        "degradation": zero.index_add(1, ka["battery"], c_b["degradation"]) * k,
+        "fuel": zero.index_add(1, ka["generator"], c_g["fuel"]) * k,
+        "discomfort": zero.index_add(1, ka["heatpump"], c_h["discomfort"]) * k,
+    }
+    last = state.t == params.n_steps - 1
+    term = battery.terminal_cost(scn.battery, state.soc_init, bat_state.soc)
+    costs["terminal"] = zero.index_add(1, ka["battery"], term * last[:, None]) * k
+    s = torch.zeros(b, scn.feeder.n_nodes, dtype=_complex(p.dtype), device=p.device)
+    s = s.index_add(1, params.agent_node, torch.complex(p, q) * k)
+    r = params.powerflow.solve(s, load_scale=0.0)
+    lim = scn.config.limits
+    cons = constraints(r.v_pu, r.line_loading, lim.v_min_pu, lim.v_max_pu, lim.line_loading_max,
+                       params.node_mask, r.v, params.bus_phases)
+    cost_agent = sum(costs.values())
+    rew = reward(cfg.reward, cost_agent, cons, params.agent_node, ~r.converged)
+    new = EnvState(day=state.day, t=state.t + 1, soc=bat_state.soc, soc_init=state.soc_init,
+                   t_in_c=hp_state.t_in_c, v_agent_pu=r.v_pu[:, params.agent_node], done=last)
+    info = {"converged": r.converged, "pf_iterations": r.iterations,
+            "clipped_actions": out_of_range(action).sum(-1), "v_pu": r.v_pu, "p_agent_kw": p * k}
+    obs = observe(params, new)
+    return new, StepOut(obs, rew, costs, cons, last, torch.zeros_like(last), info)
+
+
+def _complex(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64

@@ -1,0 +1,97 @@
+"""Operating costs, constraint terms and rewards: pure functions over batched tensors.
+
+Costs (GBP, per agent, ``(B, N)``): energy bill ``price * import - export_price * export`` over the
+step, battery degradation, generator fuel, heat-pump discomfort, and at the end of the day the
+battery terminal-SoC penalty. Constraint terms ``g >= 0`` (``gradmap-notes`` section 5): voltage
+exceedance above ``v_max`` and below ``v_min`` per node-phase, line current over its rating per
+line-phase; the voltage unbalance of three-phase buses is reported, not constrained.
+
+The reward (:class:`RewardConfig`) is minus cost minus weighted violations, per agent:
+``"team"`` gives every agent the total over the feeder (cost and violations), ``"local"`` its own
+cost plus the violations at its own node. Weights are fixed penalties; a primal-dual trainer
+passes its own per-constraint multipliers to :func:`lagrangian` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """How costs and violations become the per-agent reward."""
+
+    kind: Literal["team", "local"] = "team"
+    """``"team"``: every agent gets the feeder total; ``"local"``: own cost + own-node violation."""
+    voltage_weight_gbp_per_pu: float = 100.0
+    """Penalty per p.u. of voltage exceedance per node-phase and step, GBP/p.u."""
+    line_weight_gbp: float = 10.0
+    """Penalty per unit of line overload (current / rating - 1) per line-phase and step, GBP."""
+    nonconvergence_gbp: float = 1000.0
+    """Penalty when the power flow of a scenario step does not converge, GBP (to every agent
+    under ``"team"``, shared equally under ``"local"``)."""
+    scale: float = 1.0
+    """Rewards are multiplied by this (e.g. to keep RL value targets near 1)."""
+
+    def __post_init__(self):
+        if self.kind not in ("team", "local"):
+            raise ValueError(f"reward.kind must be 'team' or 'local', got {self.kind!r}")
+        if min(self.voltage_weight_gbp_per_pu, self.line_weight_gbp, self.nonconvergence_gbp) < 0:
+            raise ValueError("reward weights must be >= 0")
+
+
+class Constraints(NamedTuple):
+    """Constraint terms of one step, all ``>= 0``."""
+
+    v_over_pu: torch.Tensor  # (B, n_nodes) exceedance above v_max (0 at source nodes)
+    v_under_pu: torch.Tensor  # (B, n_nodes) exceedance below v_min (0 at source nodes)
+    line_over: torch.Tensor  # (B, n_line_phases) current / rating - limit, where positive
+    unbalance: torch.Tensor  # (B, n_3ph_buses) voltage unbalance factor |V-| / |V+| (report)
+
+
+def energy_bill(p_kw, price, export_price, dt_h: float) -> torch.Tensor:
+    """GBP for net consumption ``p_kw`` ``(B, N)`` at prices ``(B, 1)`` over ``dt_h`` hours."""
+    return (price * torch.relu(p_kw) - export_price * torch.relu(-p_kw)) * dt_h
+
+
+def constraints(v_pu, loading, v_min, v_max, line_max, node_mask, v_complex=None,
+                bus_phases=None) -> Constraints:
+    """Exceedances of one step. ``node_mask`` ``(n,)`` selects constrained (non-source) nodes;
+    ``bus_phases`` ``(n_3ph, 3)`` node indices of three-phase buses for the unbalance factor."""
+    over = torch.relu(v_pu - v_max) * node_mask
+    under = torch.relu(v_min - v_pu) * node_mask
+    if v_complex is not None and bus_phases is not None and bus_phases.numel():
+        a = torch.exp(torch.tensor(2j * torch.pi / 3, dtype=v_complex.dtype))
+        va, vb, vc = (v_complex[:, bus_phases[:, k]] for k in range(3))
+        neg = (va + a * a * vb + a * vc).abs()
+        pos = (va + a * vb + a * a * vc).abs()
+        unbalance = neg / pos
+    else:
+        unbalance = v_pu.new_zeros(v_pu.shape[0], 0)
+    return Constraints(over, under, torch.relu(loading - line_max), unbalance)
+
+
+def lagrangian(costs, cons: Constraints, dual_v_over, dual_v_under, dual_line) -> torch.Tensor:
+    """``sum(costs) + sum(mu * g)``, a scalar: the GradMAP / GradMA environment objective.
+
+    ``costs``: per-agent cost tensors; duals broadcast against the constraint terms.
+    """
+    total = sum(c.sum() for c in costs)
+    return (total + (dual_v_over * cons.v_over_pu).sum() + (dual_v_under * cons.v_under_pu).sum()
+            + (dual_line * cons.line_over).sum())
+
+
+def reward(cfg: RewardConfig, cost_agent, cons: Constraints, agent_node, nonconverged):
+    """Per-agent reward ``(B, N)`` from per-agent cost ``(B, N)`` and the step's constraints."""
+    v_pen = cfg.voltage_weight_gbp_per_pu * (cons.v_over_pu + cons.v_under_pu)  # (B, n)
+    line_pen = cfg.line_weight_gbp * cons.line_over.sum(-1, keepdim=True)  # (B, 1)
+    fail = cfg.nonconvergence_gbp * nonconverged.to(cost_agent.dtype).unsqueeze(-1)
+    n = cost_agent.shape[-1]
+    if cfg.kind == "team":
+        total = cost_agent.sum(-1, keepdim=True) + v_pen.sum(-1, keepdim=True) + line_pen + fail
+        return -cfg.scale * total.expand_as(cost_agent)
+    own = cost_agent + v_pen[:, agent_node] + (line_pen + fail) / n
+    return -cfg.scale * own

@@ -1,0 +1,1 @@
+"""Adapters over the batched core: PettingZoo ParallelEnv and a batched VecEnv."""

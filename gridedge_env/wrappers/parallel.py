@@ -1,0 +1,134 @@
+"""PettingZoo ``ParallelEnv`` over the batched core (one day at a time, numpy in and out).
+
+Agents are named ``<kind>_<index>`` (``battery_0``, ``heatpump_17``, ``generator_3``); each
+observes a ``Box(obs_dim,)`` (float32, see :mod:`gridedge_env.core`) and acts with a
+``Box(-1, 1, (1,))``. An episode is one day (``T`` steps); after the last step every agent is
+terminated and ``agents`` is empty. ``reset(seed=s)`` draws the day from the configured split by
+``s``; ``options={"day": d}`` picks day ``d`` of the profiles.
+
+Bad input raises: an unknown or missing agent, an action of the wrong shape, NaN/inf, or a step
+after the day ended. Out-of-range actions are clipped to ``[-1, 1]`` and counted in every agent's
+``info["clipped_actions"]`` (the step's total).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from ..core import EnvParams, global_state, reset, step
+
+
+class GridEdgeParallelEnv(ParallelEnv):
+    metadata = {"name": "gridedge_v0", "render_modes": ["human", "rgb_array"],
+                "is_parallelizable": True, "render_fps": 4}
+
+    def __init__(self, params: EnvParams, render_mode: str | None = None):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        self.params, self.render_mode = params, render_mode
+        self.possible_agents = params.scenario.placement.names()
+        self._index = {a: i for i, a in enumerate(self.possible_agents)}
+        self.agents: list[str] = []
+        self._state = None
+        self._last = None
+        self._rng = np.random.default_rng()
+        self._obs_spaces = {a: spaces.Box(-np.inf, np.inf, (params.obs_dim,), np.float32)
+                            for a in self.possible_agents}
+        self._act_spaces = {a: spaces.Box(-1.0, 1.0, (1,), np.float32) for a in self.possible_agents}
+        n = params.n_agents
+        self.state_space = spaces.Box(-np.inf, np.inf, (n * params.obs_dim + n,), np.float32)
+
+    # spaces are built once per agent and cached (PettingZoo asks for them a lot)
+    def observation_space(self, agent: str) -> spaces.Box:
+        self._check_agent(agent)
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Box:
+        self._check_agent(agent)
+        return self._act_spaces[agent]
+
+    def _check_agent(self, agent: str) -> None:
+        if agent not in self._index:
+            raise KeyError(f"unknown agent {agent!r} (agents are like {self.possible_agents[0]!r})")
+
+    def _obs(self, obs: torch.Tensor) -> dict:
+        arr = obs[0].detach().cpu().numpy().astype(np.float32)
+        return {a: arr[i] for i, a in enumerate(self.possible_agents)}
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        days = None
+        if options and "day" in options:
+            days = torch.tensor([int(options["day"])])
+        day_seed = int(self._rng.integers(2**31))
+        self._state, obs = reset(self.params, 1, seed=day_seed, days=days)
+        self.agents = list(self.possible_agents)
+        self._last = None
+        day = int(self._state.day[0])
+        info = {"day": day, "date": self.params.scenario.profiles.dates[day]}
+        return self._obs(obs), {a: dict(info) for a in self.agents}
+
+    def _actions(self, actions: dict) -> torch.Tensor:
+        unknown = set(actions) - set(self._index)
+        if unknown:
+            raise KeyError(f"actions for unknown agents {sorted(unknown)[:5]}")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise KeyError(f"no action for {len(missing)} agents, e.g. {missing[:5]}")
+        out = np.zeros(self.params.n_agents)
+        for a, act in actions.items():  # dict -> array: the adapter boundary, not a hot path
+            arr = np.asarray(act, dtype=np.float64).reshape(-1)
+            if arr.shape != (1,):
+                raise ValueError(f"action of {a} must have shape (1,), got {np.shape(act)}")
+            if not np.isfinite(arr[0]):
+                raise ValueError(f"action of {a} is {arr[0]}")
+            out[self._index[a]] = arr[0]
+        p = self.params.agent_node
+        return torch.as_tensor(out[None], dtype=self.params.node_mask.dtype, device=p.device)
+
+    def step(self, actions: dict):
+        if self._state is None or not self.agents:
+            raise RuntimeError("step() after the day ended (or before reset()): call reset()")
+        self._state, out = step(self.params, self._state, self._actions(actions))
+        self._last = out
+        obs = self._obs(out.obs)
+        rew = out.reward[0].detach().cpu().numpy()
+        costs = {k: v[0].detach().cpu().numpy() for k, v in out.costs.items()}
+        done = bool(out.terminated[0])
+        shared = {"converged": bool(out.info["converged"][0]),
+                  "clipped_actions": int(out.info["clipped_actions"][0]),
+                  "v_min_pu": float(out.info["v_pu"][0][self.params.node_mask > 0].min()),
+                  "v_max_pu": float(out.info["v_pu"][0][self.params.node_mask > 0].max())}
+        infos = {a: {**shared, **{f"cost_{k}": float(c[i]) for k, c in costs.items()}}
+                 for i, a in enumerate(self.possible_agents)}
+        rewards = {a: float(rew[i]) for i, a in enumerate(self.possible_agents)}
+        terms = dict.fromkeys(self.possible_agents, done)
+        truncs = dict.fromkeys(self.possible_agents, False)
+        if done:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return obs, rewards, terms, truncs, infos
+
+    def state(self) -> np.ndarray:
+        if self._state is None:
+            raise RuntimeError("call reset() before state()")
+        return global_state(self.params, self._state)[0].detach().cpu().numpy().astype(np.float32)
+
+    def render(self):
+        if self.render_mode is None:
+            return None
+        from .render import draw
+
+        return draw(self.params, self._last, self.render_mode)
+
+    def close(self):
+        if self.render_mode == "human":
+            import matplotlib.pyplot as plt
+
+            plt.close("all")

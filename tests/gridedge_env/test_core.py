@@ -1,0 +1,93 @@
+"""The batched core: a full day's Lagrangian against finite differences, batching, registry."""
+
+import pytest
+import torch
+
+from gridedge_env.config import ConfigError
+from gridedge_env.core import reset, step
+from gridedge_env.costs import lagrangian
+from gridedge_env.registry import env_params, make_vec, register
+
+
+@pytest.fixture(scope="module")
+def params():
+    return env_params("ieee13-50-v0")
+
+
+def day_lagrangian(params, actions, days):
+    """Cost plus weighted violations of whole days; ``actions`` ``(B, T, N)``."""
+    state, _ = reset(params, len(days), days=days)
+    total = actions.new_zeros(())
+    for t in range(params.n_steps):
+        state, out = step(params, state, actions[:, t])
+        total = total + lagrangian(out.costs.values(), out.constraints, 50.0, 80.0, 5.0)
+    return total
+
+
+def test_full_day_gradient_matches_finite_differences(params):
+    days = torch.tensor([int(params.scenario.split.test[3]), int(params.scenario.split.test[9])])
+    g = torch.Generator().manual_seed(0)
+    a = (torch.rand(2, params.n_steps, params.n_agents, generator=g, dtype=torch.float64) - 0.5)
+    a = (1.6 * a).requires_grad_(True)  # inside (-0.8, 0.8): no clamp binds
+    (grad,) = torch.autograd.grad(day_lagrangian(params, a, days), a)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    picks = [(0, 0, 0), (0, 18, 5), (1, 36, 12), (1, 40, 30), (0, 47, 49), (1, 20, 7)]
+    h = 1e-5
+    for idx in picks:
+        e = torch.zeros_like(a)
+        e[idx] = h
+        with torch.no_grad():
+            fd = (day_lagrangian(params, a + e, days) - day_lagrangian(params, a - e, days)) / (2 * h)
+        assert torch.isclose(grad[idx], fd, rtol=1e-4, atol=1e-6), (idx, grad[idx], fd)
+
+
+def test_batch_equals_single_days(params):
+    days = params.scenario.split.test[:3]
+    a = torch.full((3, params.n_agents), 0.2, dtype=torch.float64)
+    s3, _ = reset(params, 3, days=days)
+    outs3 = []
+    for _ in range(5):
+        s3, out = step(params, s3, a)
+        outs3.append(out)
+    s1, _ = reset(params, 1, days=days[1:2])
+    for t in range(5):
+        s1, out1 = step(params, s1, a[1:2])
+        torch.testing.assert_close(out1.reward, outs3[t].reward[1:2], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(out1.obs, outs3[t].obs[1:2], rtol=1e-10, atol=1e-10)
+
+
+def test_vec_env_rollout_without_grad():
+    env = make_vec("ieee13-50-v0", num_envs=4)
+    obs = env.reset(seed=1)
+    assert obs.shape == (4, env.n_agents, env.params.obs_dim)
+    for _ in range(env.params.n_steps):
+        out = env.step(torch.zeros(4, env.n_agents, dtype=torch.float64))
+    assert out.terminated.all() and not out.reward.requires_grad
+    assert env.global_state().shape == (4, env.n_agents * (env.params.obs_dim + 1))
+    with pytest.raises(RuntimeError, match="finished day"):
+        env.step(torch.zeros(4, env.n_agents, dtype=torch.float64))
+
+
+def test_core_bad_input(params):
+    state, _ = reset(params, 2, seed=0)
+    with pytest.raises(ValueError, match=r"shape \(B, 50\)"):
+        step(params, state, torch.zeros(2, 49, dtype=torch.float64))
+    bad = torch.zeros(2, 50, dtype=torch.float64)
+    bad[1, 3] = float("inf")
+    with pytest.raises(ValueError, match="NaN/inf"):
+        step(params, state, bad)
+    with pytest.raises(ValueError, match="out of range"):
+        reset(params, 1, days=torch.tensor([10_000]))
+
+
+def test_registry_errors():
+    with pytest.raises(KeyError, match="registered"):
+        env_params("ieee999-v0")
+    with pytest.raises(ValueError, match="versioned"):
+        register("noversion", "ieee13-50")
+    with pytest.raises(ConfigError, match="unknown key 'batery'"):
+        env_params("ieee13-50-v0", batery={})
+    with pytest.raises(ConfigError, match="split"):
+        env_params("ieee13-50-v0", split="holdout")
+    with pytest.raises(ConfigError, match="kind"):
+        env_params("ieee13-50-v0", reward={"kind": "selfish"})
