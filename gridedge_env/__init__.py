@@ -1,11 +1,24 @@
-"""gridedge_env: a batched, differentiable three-phase grid-edge environment.
+"""gridedge_env: a batched, differentiable three-phase grid-edge multi-agent environment.
 
-Public surface: :func:`load_feeder` and :class:`Feeder` (the network), :class:`PowerFlow` (the
-batched, differentiable power flow).
+Public surface: :func:`make` (PettingZoo ``ParallelEnv``), :func:`make_vec` (the batched core),
+:data:`registry`; :func:`load_feeder` and :class:`Feeder` (the network); :class:`PowerFlow` (the
+batched, differentiable power flow). See ``docs/index.md``.
 """
 
 from .network import BUNDLED, Feeder, load_feeder
 from .powerflow import PowerFlow, PowerFlowError, PowerFlowResult
+from .registry import make, make_vec, register, registry
 
-__all__ = ["BUNDLED", "Feeder", "PowerFlow", "PowerFlowError", "PowerFlowResult", "load_feeder"]
+__all__ = [
+    "BUNDLED",
+    "Feeder",
+    "PowerFlow",
+    "PowerFlowError",
+    "PowerFlowResult",
+    "load_feeder",
+    "make",
+    "make_vec",
+    "register",
+    "registry",
+]
 __version__ = "0.1.0.dev0"
