@@ -51,7 +51,7 @@ def _opendss(feeder, mults: np.ndarray, tol: float):
 
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "feeder.dss"
-        export_opendss(feeder, script, pq_loads=True)
+        export_opendss(feeder, script, load_model="pq")
         dss.Text.Command("clear")
         dss.Text.Command(f'compile "{script}"')
         dss.Text.Command(f"set tolerance={tol!r} maxiterations=100 controlmode=off")

@@ -51,22 +51,27 @@ def random_scenarios(feeder: Feeder, k: int, seed: int, n_inj: int = 8):
     return scale, nodes, s
 
 
-def _compile(dss, feeder: Feeder, master: Path | None, tmp: Path) -> None:
+def _compile(dss, feeder: Feeder, master: Path | None, tmp: Path, load_model: str):
+    """Compile the OpenDSS circuit; returns its feeder loads as (name, kva, index) triples."""
     from .network.opendss_import import _stage
 
     if master is None:
-        from .network.opendss_export import export_opendss
+        from .network.opendss_export import export_opendss, load_parts
 
         script = tmp / "feeder.dss"
-        export_opendss(feeder, script)
+        export_opendss(feeder, script, load_model=load_model)
         dss.Text.Command("clear")
         dss.Text.Command(f'compile "{script}"')
-        return
+        return [(name, s, li) for name, s, _, li in load_parts(feeder, load_model)]
     dss.Text.Command("clear")
     dss.Text.Command(f'compile "{_stage(master.resolve(), tmp)}"')
     dss.Text.Command("set controlmode=off")
     for name, taps in feeder.taps.items():
         dss.Text.Command(f"transformer.{name}.taps=[{' '.join(repr(float(t)) for t in taps)}]")
+    model = " model=1" if load_model == "pq" else ""
+    dss.Text.Command(f"batchedit load..* vminpu=0 vmaxpu=10 vlowpu=0{model}")
+    return [(n.split(".", 1)[1], complex(p["kw"], p["kvar"]), li)
+            for li, (n, p) in enumerate(zip(feeder.load_names, feeder.load_params, strict=True))]
 
 
 def opendss_solutions(feeder: Feeder, load_scale, inj_nodes, s_kva, load_model: str,
@@ -78,22 +83,19 @@ def opendss_solutions(feeder: Feeder, load_scale, inj_nodes, s_kva, load_model: 
     dss = opendssdirect.NewContext()  # a private engine: no state shared with other users
 
     with tempfile.TemporaryDirectory() as tmp:
-        _compile(dss, feeder, master, Path(tmp))
-        model = " model=1" if load_model == "pq" else ""
-        dss.Text.Command(f"batchedit load..* vminpu=0 vmaxpu=10 vlowpu=0{model}")
+        parts = _compile(dss, feeder, master, Path(tmp), load_model)
         for j, node in enumerate(inj_nodes):
             bus, ph = feeder.nodes[node].rsplit(".", 1)
             dss.Text.Command(f"new load.gridedge_inj{j} bus1={bus}.{ph} phases=1 conn=wye model=1 "
                              f"kV={float(feeder.base_kv_ln[node])!r} kW=0 kvar=0 vminpu=0 vmaxpu=10 vlowpu=0")
         dss.Text.Command("set tolerance=1e-12 maxiterations=500")
         line_of_row, row = feeder.line_phase_rows()
-        names = [n.split(".", 1)[1] for n in feeder.load_names]
         v_out, i_out, loss = [], [], []
         for s_idx in range(len(load_scale)):
-            for li, name in enumerate(names):
+            for name, s0, li in parts:
                 dss.Loads.Name(name)
-                dss.Loads.kW(feeder.load_params[li]["kw"] * load_scale[s_idx, li])
-                dss.Loads.kvar(feeder.load_params[li]["kvar"] * load_scale[s_idx, li])
+                dss.Loads.kW(s0.real * load_scale[s_idx, li])
+                dss.Loads.kvar(s0.imag * load_scale[s_idx, li])
             for j in range(len(inj_nodes)):
                 dss.Loads.Name(f"gridedge_inj{j}")
                 dss.Loads.kW(float(s_kva[s_idx, j].real))
