@@ -116,6 +116,7 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
     active = torch.arange(bsz, device=x0.device)
     xa, ca = x0, coeffs
     prev = torch.zeros(bsz, dtype=x0.dtype, device=x0.device)  # first step: rho unknown (0.99)
+    floor = 50 * torch.finfo(x0.dtype).eps
     for k in range(1, cfg.max_iter + 1):
         xn = _apply(net, ca, xa)
         step = _step_size(xn - xa, inv_base)
@@ -125,7 +126,7 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
         # voltage collapse does not stop early and fast contraction does not iterate in vain.
         rho = (step / prev).nan_to_num(0.99).clamp(max=0.99)
         prev = step
-        done = step * rho / (1 - rho) <= cfg.tol
+        done = (step * rho / (1 - rho) <= cfg.tol) | (step <= floor)  # floor: rounding noise
         dead = ~torch.isfinite(step) | (step > 10.0)  # diverging: leave it to Newton
         stop = done | dead | (k == cfg.max_iter)
         if bool(stop.any()):
@@ -196,7 +197,7 @@ def adjoint(net, coeffs, x, g, cfg: Settings):
         step = (new - lam).reshape(bsz, -1).abs().amax(-1) / scale
         rho = (step / prev).nan_to_num(0.99).clamp(max=0.99)
         lam, prev = new, step
-        done = step * rho / (1 - rho) <= tol
+        done = (step * rho / (1 - rho) <= tol) | (step <= 50 * torch.finfo(g.dtype).eps)
         if bool(done.all()) or not bool(torch.isfinite(step).any()):
             break
     if not bool(done.all()) and net.kind == "dense":  # stragglers (Newton-solved): direct solve
