@@ -59,7 +59,8 @@ def validate_main(argv=None) -> int:
 
 
 def bench_main(argv=None) -> int:
-    """``gridedge-bench powerflow --feeder F --batch N [--device] [--dtype] [--json]``."""
+    """``gridedge-bench powerflow --feeder F --batch N [--device] [--dtype] [--json]`` or
+    ``gridedge-bench env --scenario ID --num-envs N [--json]``."""
     ap = argparse.ArgumentParser(prog="gridedge-bench", description=bench_main.__doc__)
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("powerflow", help="solves/s of our power flow vs OpenDSS")
@@ -74,7 +75,22 @@ def bench_main(argv=None) -> int:
     p.add_argument("--opendss-scenarios", type=int, default=2000)
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     p.add_argument("--table", type=Path, default=None, help="append a row to this markdown table")
+    e = sub.add_parser("env", help="agent-steps/s of the batched core vs OpenDSS-stepped")
+    e.add_argument("--scenario", default="ieee123-1000-v0")
+    e.add_argument("--num-envs", type=int, default=64)
+    e.add_argument("--steps", type=int, default=48)
+    e.add_argument("--opendss-envs", type=int, default=4)
+    e.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args(argv)
+    if args.what == "env":
+        from .bench_env import bench_env
+
+        out = bench_env(args.scenario, args.num_envs, args.steps, args.opendss_envs)
+        for k, v in out.items():
+            print(f"{k:32} {v}")
+        if args.json:
+            print(json.dumps(out))
+        return 0
     from .bench import bench_powerflow
 
     out = bench_powerflow(args.feeder, args.batch, args.device, args.dtype, args.tol,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .costs import Constraints, RewardConfig, constraints, energy_bill, reward
+from .data import gather_agents
 from .devices import HeatPumpExog, HouseholdExog, battery, generator, heat_pump, household
 from .devices.common import out_of_range
 from .powerflow import PowerFlow
@@ -58,6 +59,8 @@ class EnvState(NamedTuple):
     t_in_c: torch.Tensor  # (B, N_heatpump)
     v_agent_pu: torch.Tensor  # (B, N) voltage at each agent's node in the previous step
     done: torch.Tensor  # (B,) bool
+    exog: tuple  # the day's data, gathered at reset: demand_kw, pv_kw_per_kwp (B, T, N);
+    #              t_out_c, price, export_price (B, T)
 
 
 class StepOut(NamedTuple):
@@ -147,25 +150,27 @@ def reset(params: EnvParams, batch: int, *, seed: int | None = None,
         raise ValueError(f"day index out of range [0, {scn.profiles.n_days})")
     soc = battery.init_state(scn.battery, batch).soc
     dtype = soc.dtype
+    demand, pv = gather_agents(scn.profiles, scn.assignment, days)
+    prof = scn.profiles
+    exog = (demand, pv, prof.temp_out_c[days], prof.price_gbp_per_kwh[days],
+            prof.export_price_gbp_per_kwh[days])
     state = EnvState(
         day=days, t=torch.zeros(batch, dtype=torch.long, device=dev), soc=soc, soc_init=soc.clone(),
         t_in_c=heat_pump.init_state(scn.heat_pump, batch).t_in_c,
         v_agent_pu=torch.ones(batch, params.n_agents, dtype=dtype, device=dev),
-        done=torch.zeros(batch, dtype=torch.bool, device=dev))
+        done=torch.zeros(batch, dtype=torch.bool, device=dev), exog=exog)
     return state, observe(params, state)
 
 
 def _exog(params: EnvParams, state: EnvState):
-    """Per-agent demand, PV per kWp ``(B, N)`` and outdoor temperature, prices ``(B, 1)``."""
-    prof, a = params.scenario.profiles, params.scenario.assignment
-    T, D = prof.n_steps, prof.n_days
-    d, t = state.day, state.t.clamp(max=T - 1)  # after the last step: observe the last slot
-    flat = (d * T + t)[:, None]  # (B, 1)
-    demand = prof.demand_kw.reshape(D * T, -1)[(flat + a.offset_steps) % (D * T), a.household]
-    pv = prof.pv_kw_per_kwp.reshape(D * T, -1)[flat, a.pv]
-    sel = (d, t)
-    return (demand, pv, prof.temp_out_c[sel][:, None], prof.price_gbp_per_kwh[sel][:, None],
-            prof.export_price_gbp_per_kwh[sel][:, None])
+    """Per-agent demand, PV per kWp ``(B, N)`` and outdoor temperature, prices ``(B, 1)`` at
+    each day's current step."""
+    t = state.t.clamp(max=params.n_steps - 1)[:, None]  # after the last step: the last slot
+    demand, pv, t_out, price, export = state.exog
+    n = demand.shape[-1]
+    at = t[:, :, None].expand(-1, 1, n)
+    return (demand.gather(1, at)[:, 0], pv.gather(1, at)[:, 0], t_out.gather(1, t),
+            price.gather(1, t), export.gather(1, t))
 
 
 def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
@@ -235,14 +240,15 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     costs["terminal"] = zero.index_add(1, ka["battery"], term * last[:, None]) * k
     s = torch.zeros(b, scn.feeder.n_nodes, dtype=_complex(p.dtype), device=p.device)
     s = s.index_add(1, params.agent_node, torch.complex(p, q) * k)
-    r = params.powerflow.solve(s, load_scale=0.0)
+    r = params.powerflow.solve(s, load_scale=0.0, check=False)  # s is built here: no scan
     lim = scn.config.limits
     cons = constraints(r.v_pu, r.line_loading, lim.v_min_pu, lim.v_max_pu, lim.line_loading_max,
                        params.node_mask, r.v, params.bus_phases)
     cost_agent = sum(costs.values())
     rew = reward(cfg.reward, cost_agent, cons, params.agent_node, ~r.converged)
     new = EnvState(day=state.day, t=state.t + 1, soc=bat_state.soc, soc_init=state.soc_init,
-                   t_in_c=hp_state.t_in_c, v_agent_pu=r.v_pu[:, params.agent_node], done=last)
+                   t_in_c=hp_state.t_in_c, v_agent_pu=r.v_pu[:, params.agent_node], done=last,
+                   exog=state.exog)
     info = {"converged": r.converged, "pf_iterations": r.iterations,
             "clipped_actions": out_of_range(action).sum(-1), "v_pu": r.v_pu, "p_agent_kw": p * k}
     obs = observe(params, new)

@@ -186,7 +186,7 @@ class PowerFlow:
         return self.ports.m
 
     # ------------------------------------------------------------------ inputs
-    def _check(self, s_kva, load_scale) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+    def _check(self, s_kva, load_scale, values: bool = True):
         f, cd = self.feeder, _cplx(self.dtype)
         if s_kva is None:
             return None, *self._check_scale(load_scale, ())
@@ -200,12 +200,12 @@ class PowerFlow:
         if s_kva.ndim == 0 or s_kva.shape[-1] != f.n_nodes:
             raise ValueError(f"s_kva must have shape (..., {f.n_nodes}) (one entry per node of "
                              f"{f.name!r}), got {tuple(s_kva.shape)}")
-        bad = ~torch.isfinite(torch.view_as_real(s_kva)).all(-1)
-        if bool(bad.any()):
+        bad = ~torch.isfinite(torch.view_as_real(s_kva)).all(-1) if values else None
+        if values and bool(bad.any()):
             where = torch.nonzero(bad)[0].tolist()
             raise ValueError(f"s_kva has a NaN/inf entry at index {tuple(where)} "
                              f"(node {f.nodes[where[-1]]!r})")
-        if len(self.injection_nodes) < f.n_nodes:
+        if values and len(self.injection_nodes) < f.n_nodes:
             outside = torch.ones(f.n_nodes, dtype=torch.bool, device=self.device)
             outside[self._inj_nodes] = False
             nz = (s_kva[..., outside] != 0).reshape(-1, int(outside.sum())).any(0)
@@ -254,16 +254,20 @@ class PowerFlow:
         return out.index_add(2, self._term_port, term)
 
     # ------------------------------------------------------------------ solve
-    def solve(self, s_kva: torch.Tensor | None = None, load_scale=1.0) -> PowerFlowResult:
+    def solve(self, s_kva: torch.Tensor | None = None, load_scale=1.0, *,
+              check: bool = True) -> PowerFlowResult:
         """Solve a batch of power flows.
 
         s_kva: ``(..., n_nodes)`` complex power (kW + j kvar) consumed by wye injections at each
             node on top of the feeder's loads; negative real part = generation. ``None``: zero.
         load_scale: scale of the feeder's own loads, broadcastable to ``(..., n_loads)``
             (a float, ``(B, 1)`` per scenario, or ``(B, n_loads)`` per load); 0 removes them.
+        check: validate values (NaN/inf, injections only at ``injection_nodes``); callers that
+            build ``s_kva`` themselves (the environment) pass False to skip the scan. Types and
+            shapes are always checked.
         Gradients flow to ``s_kva`` and ``load_scale`` through the implicit function theorem.
         """
-        s_kva, scale, batch = self._check(s_kva, load_scale)
+        s_kva, scale, batch = self._check(s_kva, load_scale, check)
         s_flat = None if s_kva is None else s_kva.reshape(-1, self.feeder.n_nodes)
         scale = scale.reshape(-1, self.feeder.n_loads)
         coeffs = self._coefficients(s_flat, scale)

@@ -47,3 +47,13 @@ def test_console_scripts_declared():
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts["gridedge-validate"] == "gridedge_env.cli:validate"
     assert scripts["gridedge-bench"] == "gridedge_env.cli:bench"
+
+
+@pytest.mark.slow
+def test_bench_env_cli_json(capsys):
+    assert bench_main(["env", "--scenario", "ieee13-50-v0", "--num-envs", "8", "--steps", "4",
+                       "--opendss-envs", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("ours_agent_steps_per_s", "opendss_agent_steps_per_s", "ratio_vs_opendss"):
+        assert out[key] > 0
+    assert out["max_v_diff_pu_last_step"] < 1e-6  # both engines stepped the same days
