@@ -17,6 +17,7 @@ monitors have no electrical effect. Both are listed in ``feeder.meta["frozen_con
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -296,16 +297,28 @@ def import_opendss(master: str | Path, *, name: str | None = None, taps="solved"
         raise FeederImportError(f"{master}: OpenDSS master file not found")
     # A fresh engine context per import: no state leaks between imports (the shared default
     # context crashed on some compile sequences with DSS C-API 0.14.5).
-    dss = _dss().NewContext()
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = _stage(master.resolve(), Path(tmp))
-        _cmd(dss, "clear", str(master))
-        _cmd(dss, f'compile "{staged}"', str(master))
-        if not dss.Circuit.Name():
-            raise FeederImportError(f"{master}: the script defines no circuit")
-        tap_values = _apply_taps(dss, taps, str(master))
-        dss.Solution.Solve()  # builds every element's YPrim at the frozen taps
-        return _read_circuit(dss, master, name, taps, tap_values)
+    # OpenDSS changes the process's working directory: compile to the script's folder (here
+    # possibly a temporary one, deleted afterwards), a new context to the engine's start-up
+    # folder. Put it back so the caller's relative paths keep working.
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:  # already gone (someone else's OpenDSS compile in a temp folder)
+        cwd = None
+    resolved = master.resolve()
+    try:
+        dss = _dss().NewContext()
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = _stage(resolved, Path(tmp))
+            _cmd(dss, "clear", str(master))
+            _cmd(dss, f'compile "{staged}"', str(master))
+            if dss.Basic.NumCircuits() == 0 or not dss.Circuit.Name():
+                raise FeederImportError(f"{master}: the script defines no circuit")
+            tap_values = _apply_taps(dss, taps, str(master))
+            dss.Solution.Solve()  # builds every element's YPrim at the frozen taps
+            return _read_circuit(dss, master, name, taps, tap_values)
+    finally:
+        if cwd is not None:
+            os.chdir(cwd)
 
 
 def _read_circuit(dss, master: Path, name, taps, tap_values) -> Feeder:
