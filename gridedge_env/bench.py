@@ -44,13 +44,10 @@ def _time(fn, device, repeats: int) -> float:
 
 def _opendss(feeder, mults: np.ndarray, tol: float):
     """Time OpenDSS on the scenarios; returns (solves/s, voltages (S, n) in feeder order)."""
-    import opendssdirect
-
-    dss = opendssdirect.NewContext()  # a private engine: no state shared with other users
-
     from .network.opendss_export import export_opendss
+    from .network.opendss_import import opendss_engine
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with opendss_engine() as dss, tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "feeder.dss"
         export_opendss(feeder, script, load_model="pq")
         dss.Text.Command("clear")

@@ -28,15 +28,16 @@ class OpenDSSPowerFlow:
     """Drop-in for ``PowerFlow.solve(s_kva, load_scale=0)`` that loops over scenarios in OpenDSS."""
 
     def __init__(self, feeder, injection_nodes, tol: float = 1e-8):
-        import opendssdirect
+        from .network.opendss_import import opendss_engine
 
-        self.f, self.dss = feeder, opendssdirect.NewContext()
+        self.f = feeder
         self.nodes = np.asarray(injection_nodes)
         self._tmp = tempfile.TemporaryDirectory()
         script = Path(self._tmp.name) / "feeder.dss"
         export_opendss(feeder, script, load_scale=0.0)
-        d = self.dss
-        d.Text.Command(f'compile "{script}"')
+        with opendss_engine() as d:  # the context outlives the block; the cwd does not
+            d.Text.Command(f'compile "{script}"')
+        self.dss = d
         self.names = []
         for k in self.nodes:
             bus, ph = feeder.nodes[k].rsplit(".", 1)

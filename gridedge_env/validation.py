@@ -78,11 +78,9 @@ def opendss_solutions(feeder: Feeder, load_scale, inj_nodes, s_kva, load_model: 
                       master: Path | None = None):
     """Solve every scenario with OpenDSS; returns node voltages ``(S, n)`` in feeder order and
     terminal-1 line-phase currents ``(S, r)`` (complex) and losses ``(S,)`` kW."""
-    import opendssdirect
+    from .network.opendss_import import opendss_engine
 
-    dss = opendssdirect.NewContext()  # a private engine: no state shared with other users
-
-    with tempfile.TemporaryDirectory() as tmp:
+    with opendss_engine() as dss, tempfile.TemporaryDirectory() as tmp:
         parts = _compile(dss, feeder, master, Path(tmp), load_model)
         for j, node in enumerate(inj_nodes):
             bus, ph = feeder.nodes[node].rsplit(".", 1)

@@ -317,4 +317,6 @@ class Feeder:
                 d = json.loads(fh.read())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a gridedge feeder file ({exc})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: not a gridedge feeder file (top level is not an object)")
         return cls.from_json(d, origin=str(path))

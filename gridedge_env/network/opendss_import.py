@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,26 @@ _UNITS = {0: "none", 1: "mi", 2: "kft", 3: "km", 4: "m", 5: "ft", 6: "in", 7: "c
 
 class FeederImportError(ValueError):
     """An OpenDSS model could not be imported; the message names the file or element."""
+
+
+@contextmanager
+def opendss_engine():
+    """A fresh OpenDSS engine context, and the working directory restored afterwards.
+
+    A private context means no state leaks between users (the shared default context crashed on
+    some compile sequences with DSS C-API 0.14.5). OpenDSS changes the process's working
+    directory (``compile`` to the script's folder, possibly a temporary one deleted afterwards;
+    a new context to the engine's start-up folder), so it is put back on exit.
+    """
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:  # already gone (someone else's compile in a deleted folder)
+        cwd = None
+    try:
+        yield _dss().NewContext()
+    finally:
+        if cwd is not None:
+            os.chdir(cwd)
 
 
 def _dss():
@@ -295,18 +316,8 @@ def import_opendss(master: str | Path, *, name: str | None = None, taps="solved"
     master = Path(master)
     if not master.is_file():
         raise FeederImportError(f"{master}: OpenDSS master file not found")
-    # A fresh engine context per import: no state leaks between imports (the shared default
-    # context crashed on some compile sequences with DSS C-API 0.14.5).
-    # OpenDSS changes the process's working directory: compile to the script's folder (here
-    # possibly a temporary one, deleted afterwards), a new context to the engine's start-up
-    # folder. Put it back so the caller's relative paths keep working.
-    try:
-        cwd = os.getcwd()
-    except FileNotFoundError:  # already gone (someone else's OpenDSS compile in a temp folder)
-        cwd = None
     resolved = master.resolve()
-    try:
-        dss = _dss().NewContext()
+    with opendss_engine() as dss:
         with tempfile.TemporaryDirectory() as tmp:
             staged = _stage(resolved, Path(tmp))
             _cmd(dss, "clear", str(master))
@@ -316,9 +327,6 @@ def import_opendss(master: str | Path, *, name: str | None = None, taps="solved"
             tap_values = _apply_taps(dss, taps, str(master))
             dss.Solution.Solve()  # builds every element's YPrim at the frozen taps
             return _read_circuit(dss, master, name, taps, tap_values)
-    finally:
-        if cwd is not None:
-            os.chdir(cwd)
 
 
 def _read_circuit(dss, master: Path, name, taps, tap_values) -> Feeder:
