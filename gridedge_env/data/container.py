@@ -135,6 +135,9 @@ class DaySplit(tuple):
     def __new__(cls, train, validation, test):
         return tuple.__new__(cls, (train, validation, test))
 
+    def __getnewargs__(self):  # pickling (e.g. to worker processes) calls __new__ with these
+        return tuple(self)
+
     train = property(lambda self: self[0])
     validation = property(lambda self: self[1])
     test = property(lambda self: self[2])

@@ -190,3 +190,16 @@ def test_gather_agents_matches_loop(bundled):
     torch.testing.assert_close(d_sel, d_all[[3, 9]])
     with pytest.raises(ValueError, match="contiguous record"):
         gather_agents(sel, a)
+
+
+def test_day_split_and_env_params_pickle():
+    """Vectorised RL wrappers send the environment to worker processes by pickling it."""
+    import pickle
+
+    from gridedge_env.data import split_days
+    from gridedge_env.registry import env_params
+
+    s = split_days(30, 0)
+    t = pickle.loads(pickle.dumps(s))
+    assert type(t) is type(s) and all((a == b).all() for a, b in zip(s, t, strict=True))
+    assert pickle.loads(pickle.dumps(env_params("ieee13-50-v0"))).n_agents == 50
