@@ -18,7 +18,11 @@ def draw(params, out, mode: str):
 
     f = params.scenario.feeder
     coords = f.bus_coords
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=80)
+    if mode == "human":  # one window, redrawn every call (no pile of figures over a day)
+        fig = plt.figure("gridedge feeder", figsize=(6, 5), dpi=80, clear=True)
+        ax = fig.add_subplot()
+    else:
+        fig, ax = plt.subplots(figsize=(6, 5), dpi=80)
     for li in f.lines:
         buses = [b.split(".")[0].lower() for b in f.elements[li].params["buses"]]
         if len(buses) == 2 and buses[0] in coords and buses[1] in coords:

@@ -3,19 +3,20 @@
 Every agent of every day is one sub-environment of an SB3 ``VecEnv``, so one policy (``PPO(
 "MlpPolicy", ...)``) acts for all agents from their local observations:
 
-* ``observation``: ``(num_envs, obs_dim)`` float32 with ``num_envs = num_vec_envs * N``
+* ``observations``: ``(num_envs, obs_dim)`` float32 with ``num_envs = num_vec_envs * N``
   (copy ``j``'s agent ``i`` at row ``j * N + i``);
-* ``actions``: ``(num_envs, 1)`` in ``[-1, 1]``; ``rewards``: ``(num_envs,)`` float32 (each
-  agent's own reward; the feeder total for every agent under the default ``"team"`` reward);
-* ``dones``: all ``True`` after the last step of a day, when every copy resets itself (SB3's
-  ``terminal_observation`` is in the infos).
+* ``actions``: ``(num_envs, 1)`` in ``[-1, 1]``; ``rewards``: ``(num_envs,)`` float32, each
+  agent's own reward (the feeder total for every agent under the default ``"team"`` reward);
+* ``dones``: all ``True`` after the last step of a day, when every copy resets itself (the last
+  observation is in ``infos[k]["terminal_observation"]``).
 
 This is SuperSuit's ``pettingzoo_env_to_vec_env_v1`` + ``concat_vec_envs_v1(...,
-base_class="stable_baselines3")``, with two differences: each copy is built by a fresh
-:func:`gridedge_env.registry.make` instead of ``cloudpickle``-copying one env (also what
-multiprocessing with ``num_cpus > 1`` needs), and SB3's ``VecEnv.seed`` is supported (SuperSuit's
-wrapper forwards it to a Gymnasium ``VectorEnv``, which has no ``seed``, so ``PPO(seed=...)``
-would fail): the seed applies at the next ``reset`` as in SB3, copy ``j`` gets ``seed + j``.
+base_class="stable_baselines3")`` with two differences. Each copy is built by a fresh
+:func:`gridedge_env.registry.make` instead of ``cloudpickle``-copying one env. And SB3's
+``VecEnv.seed`` works (SuperSuit's wrapper forwards it to a Gymnasium ``VectorEnv``, which has no
+``seed``, so ``PPO(..., seed=s)`` would raise): as in SB3 the seed applies at the next ``reset``,
+copy ``j`` gets ``seed + j``. The copies step in this process: SuperSuit's worker processes
+(``num_cpus > 1``) are forked and hang in torch's OpenMP pool once the parent has used it.
 
 Needs ``pip install supersuit`` (and ``stable-baselines3``); both are imported lazily.
 """
@@ -27,33 +28,33 @@ import functools
 
 def _import_supersuit():
     try:
-        import supersuit
-        from supersuit.vector import MakeCPUAsyncConstructor
+        import supersuit  # noqa: F401
+        from supersuit.vector import ConcatVecEnv
         from supersuit.vector.sb3_vector_wrapper import SB3VecEnvWrapper
     except ImportError as exc:
         raise ImportError("gridedge_env.wrappers.sb3 needs SuperSuit and Stable-Baselines3: "
-                          "pip install 'supersuit>=3.9' 'stable-baselines3>=2.3'") from exc
-    return supersuit, MakeCPUAsyncConstructor, SB3VecEnvWrapper
+                          "pip install 'supersuit>=3.11' 'stable-baselines3>=2.3'") from exc
+    return ConcatVecEnv, SB3VecEnvWrapper
 
 
 class _MakeMarkovEnv:
-    """Picklable factory: a fresh ParallelEnv as a SuperSuit ``MarkovVectorEnv`` (one row per agent)."""
+    """Factory: a fresh ParallelEnv as a SuperSuit ``MarkovVectorEnv`` (one row per agent)."""
 
     def __init__(self, env_id: str, overrides: dict):
         self.env_id, self.overrides = env_id, overrides
 
     def __call__(self):
-        import supersuit
+        from supersuit import pettingzoo_env_to_vec_env_v1
 
         from ..registry import make
 
-        return supersuit.pettingzoo_env_to_vec_env_v1(make(self.env_id, **self.overrides))
+        return pettingzoo_env_to_vec_env_v1(make(self.env_id, **self.overrides))
 
 
 @functools.cache
 def _sb3_wrapper_class():
     """SuperSuit's ``SB3VecEnvWrapper`` with SB3's ``seed`` semantics (built on first use)."""
-    _, _, wrapper = _import_supersuit()
+    _, wrapper = _import_supersuit()
 
     class GridEdgeSB3VecEnv(wrapper):
         """SB3 ``VecEnv`` over SuperSuit's ``ConcatVecEnv``; ``seed(s)`` applies at the next reset."""
@@ -75,26 +76,20 @@ def _sb3_wrapper_class():
     return GridEdgeSB3VecEnv
 
 
-def sb3_vec_env(env_id: str, num_vec_envs: int = 1, num_cpus: int = 0, seed: int | None = None,
-                **overrides):
-    """An SB3 ``VecEnv`` over ``num_vec_envs`` copies of registered environment ``env_id``, one
-    sub-environment per agent (``num_envs = num_vec_envs * N``, shared policy).
+def sb3_vec_env(env_id: str, num_vec_envs: int = 1, seed: int | None = None, **overrides):
+    """An SB3 ``VecEnv`` over ``num_vec_envs`` copies (days) of registered environment ``env_id``,
+    one sub-environment per agent: ``num_envs = num_vec_envs * N``, observations
+    ``(num_envs, obs_dim)``, actions ``(num_envs, 1)``.
 
-    ``num_cpus > 1`` steps the copies in worker processes (SuperSuit's ``ProcConcatVec``);
-    ``seed`` seeds the first ``reset`` (copy ``j``: ``seed + j``); ``overrides`` as in
-    :func:`gridedge_env.registry.make`.
+    ``seed`` seeds the first ``reset`` (copy ``j``: ``seed + j``; ``PPO(seed=...)`` reseeds it);
+    ``overrides`` as in :func:`gridedge_env.registry.make` (``split="test"``,
+    ``reward={"scale": 0.01}``, ...).
     """
     if num_vec_envs < 1:
         raise ValueError(f"num_vec_envs must be >= 1, got {num_vec_envs}")
-    _, constructor, _ = _import_supersuit()
+    concat, _ = _import_supersuit()
     fns = [_MakeMarkovEnv(env_id, dict(overrides))] * num_vec_envs
-    num_cpus = min(num_cpus, num_vec_envs)
-    obs_space = act_space = None  # ConcatVecEnv takes them from its first copy
-    if num_cpus > 1:  # ProcConcatVec needs them up front
-        first = fns[0]()
-        obs_space, act_space = first.observation_space, first.action_space
-        first.close()
-    vec = _sb3_wrapper_class()(constructor(num_cpus)(fns, obs_space, act_space))
+    vec = _sb3_wrapper_class()(concat(fns))
     if seed is not None:
         vec.seed(seed)
     return vec

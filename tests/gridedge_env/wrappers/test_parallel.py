@@ -99,3 +99,19 @@ def test_render_rgb_array():
     assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and img.std() > 0
     with pytest.raises(ValueError, match="render_mode"):
         make("ieee13-50-v0", render_mode="video")
+
+
+def test_render_human_reuses_one_window():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    env = make("ieee13-50-v0", render_mode="human")
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step({a: [0.1] for a in env.agents})
+    assert len(plt.get_fignums()) == 1
+    env.close()
+    assert not plt.get_fignums()
