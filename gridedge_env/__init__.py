@@ -2,12 +2,14 @@
 
 Public surface: :func:`make` (PettingZoo ``ParallelEnv``), :func:`make_vec` (the batched core),
 :data:`registry`; :func:`load_feeder` and :class:`Feeder` (the network); :class:`PowerFlow` (the
-batched, differentiable power flow). See ``docs/index.md``.
+batched, differentiable power flow). Importing the package registers the centralised Gymnasium
+views (``gymnasium.make("gridedge/IEEE13-50-v0")``). See ``docs/index.md``.
 """
 
 from .network import BUNDLED, Feeder, load_feeder
 from .powerflow import PowerFlow, PowerFlowError, PowerFlowResult
 from .registry import make, make_vec, register, registry
+from .wrappers import gymnasium as _gymnasium  # noqa: F401  registers gridedge/IEEE13-50-v0, ...
 
 __all__ = [
     "BUNDLED",
