@@ -70,7 +70,8 @@ class StepOut(NamedTuple):
     constraints: Constraints
     terminated: torch.Tensor  # (B,) bool
     truncated: torch.Tensor  # (B,) bool (always False: days end by termination)
-    info: dict  # converged (B,), pf_iterations (B,), clipped_actions (B,), v_pu (B, n), p_agent_kw
+    info: dict  # converged, pf_iterations, clipped_actions (B,); v_pu (B, n); line_loading (B, r);
+    #             p_agent_kw (B, N)
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,8 +100,10 @@ class EnvParams:
         return self.scenario.profiles.dt_minutes / 60.0
 
 
-def make_params(config: EnvConfig, device="cpu", dtype=torch.float64) -> EnvParams:
-    scn = build_scenario(config.scenario, dtype=dtype)
+def make_params(config: EnvConfig, device="cpu", dtype=torch.float64,
+                scenario: Scenario | None = None) -> EnvParams:
+    """Build the environment once (``scenario``: a prebuilt one, else from ``config``)."""
+    scn = build_scenario(config.scenario, dtype=dtype) if scenario is None else scenario
     scn = _to(scn, device)
     f = scn.feeder
     nodes = sorted(set(scn.placement.node.tolist()))
@@ -250,7 +253,8 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
                    t_in_c=hp_state.t_in_c, v_agent_pu=r.v_pu[:, params.agent_node], done=last,
                    exog=state.exog)
     info = {"converged": r.converged, "pf_iterations": r.iterations,
-            "clipped_actions": out_of_range(action).sum(-1), "v_pu": r.v_pu, "p_agent_kw": p * k}
+            "clipped_actions": out_of_range(action).sum(-1), "v_pu": r.v_pu,
+            "line_loading": r.line_loading, "p_agent_kw": p * k}
     obs = observe(params, new)
     return new, StepOut(obs, rew, costs, cons, last, torch.zeros_like(last), info)
 

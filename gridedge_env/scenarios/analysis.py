@@ -2,8 +2,8 @@
 
 "No control" is the reference every controller must beat: batteries idle, generators off, heat
 pumps on a thermostat (each step, the electric power that brings the indoor temperature to the
-lower comfort limit + 0.5 K by the end of the step, within ``[0, p_max]``). All ``(day, step)``
-power flows of the chosen days are solved as one batch.
+lower comfort limit + 0.5 K by the end of the step, within ``[0, p_max]``). The environment core
+rolls all chosen days out at once with these actions.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import gather_agents
-from ..devices import HeatPumpExog, HouseholdExog, heat_pump, household
-from ..powerflow import PowerFlow
+from ..devices import heat_pump
 from .build import Scenario
 
 THERMOSTAT_MARGIN_K = 0.5
@@ -30,29 +28,17 @@ def thermostat_kw(params, t_in_c, t_out_c, dt_h: float) -> torch.Tensor:
     return torch.minimum(torch.clamp(p, min=0.0), params.p_max_kw)
 
 
-def no_control_injections(scn: Scenario, days: torch.Tensor) -> torch.Tensor:
-    """``(D, T, n_nodes)`` complex kVA drawn at each node with no control, for ``days``."""
-    prof, dt_h = scn.profiles, scn.config.data.dt_h
-    demand, pv = gather_agents(prof, scn.assignment, days)  # (D, T, N)
-    demand, pv = demand.to(torch.float64), pv.to(torch.float64)
-    p, q = household.power(scn.household, HouseholdExog(demand, pv))
-    hp = scn.agents_of("heatpump")
-    t_out = prof.temp_out_c[days].to(torch.float64)  # (D, T)
-    state = heat_pump.init_state(scn.heat_pump, len(days))
-    p_hp, q_hp = [], []
-    for t in range(prof.n_steps):  # time is sequential; agents and days are batched
-        p_t = thermostat_kw(scn.heat_pump, state.t_in_c, t_out[:, t:t + 1], dt_h)
-        action = 2 * p_t / scn.heat_pump.p_max_kw - 1
-        state, (pk, qk), _ = heat_pump.step(scn.heat_pump, state, action,
-                                            HeatPumpExog(t_out[:, t:t + 1]), dt_h)
-        p_hp.append(pk)
-        q_hp.append(qk)
-    p = p.index_add(2, hp, torch.stack(p_hp, 1))
-    q = q.index_add(2, hp, torch.stack(q_hp, 1))
-    k = scn.config.households_per_agent
-    s = torch.zeros(*p.shape[:2], scn.feeder.n_nodes, dtype=torch.complex128)
-    node = torch.as_tensor(scn.placement.node)
-    return s.index_add(2, node, torch.complex(p, q) * k)
+def no_control_actions(env, state) -> torch.Tensor:
+    """``(B, N)`` actions of no control: batteries idle (0), generators off (-1), heat pumps on
+    the thermostat (``2 p / p_max - 1``)."""
+    from ..core import _exog
+
+    hp, ka = env.scenario.heat_pump, env.kind_agents
+    t_out = _exog(env, state)[2]
+    p = thermostat_kw(hp, state.t_in_c, t_out, env.dt_h)
+    a = torch.zeros(len(state.day), env.n_agents, dtype=p.dtype, device=p.device)
+    a = a.index_fill(1, ka["generator"], -1.0)
+    return a.index_copy(1, ka["heatpump"], 2 * p / hp.p_max_kw - 1)
 
 
 @dataclass(frozen=True)
@@ -78,12 +64,20 @@ class ViolationStats:
 
 
 def no_control_voltages(scn: Scenario, days: torch.Tensor):
-    """Solve every (day, step) with no control: ``(v_pu (D, T, n), line_loading, converged)``."""
-    s = no_control_injections(scn, days)
-    nodes = sorted(set(scn.placement.node.tolist()))
-    pf = PowerFlow(scn.feeder, injection_nodes=nodes, on_nonconvergence="flag")
-    r = pf.solve(s, load_scale=0.0)
-    return r.v_pu, r.line_loading, r.converged
+    """Roll the environment core over ``days`` with no control: ``(v_pu (D, T, n), line_loading
+    (D, T, r), converged (D, T))``."""
+    from ..core import EnvConfig, make_params, reset, step
+
+    env = make_params(EnvConfig(scn.config), scenario=scn)
+    state, _ = reset(env, len(days), days=days)
+    v, loading, conv = [], [], []
+    with torch.no_grad():
+        for _ in range(env.n_steps):  # time is sequential; days and agents are batched
+            state, out = step(env, state, no_control_actions(env, state))
+            v.append(out.info["v_pu"])
+            loading.append(out.info["line_loading"])
+            conv.append(out.info["converged"])
+    return torch.stack(v, 1), torch.stack(loading, 1), torch.stack(conv, 1)
 
 
 def violation_stats(scn: Scenario, days: torch.Tensor) -> ViolationStats:
