@@ -36,6 +36,17 @@ def _compiled(script: Path):
     return dss
 
 
+def _reference(models: Path, name: str, tmp_path: Path):
+    """The untouched reference model of bundled feeder ``name`` at its published taps, controls
+    off, compiled in a fresh OpenDSS context."""
+    folder, master, taps = BUNDLED_SOURCES[name]
+    ref = _compiled(_stage((models / folder / master).resolve(), tmp_path))
+    for reg, tap in taps.items():
+        ref.Text.Command(f"transformer.{reg}.wdg=2 tap={tap!r}")
+    ref.Text.Command("set controlmode=off")
+    return ref
+
+
 def _export(feeder, tmp_path, **kw) -> Path:
     path = tmp_path / f"{feeder.name}_export.dss"
     text = export_opendss(feeder, path, **kw)
@@ -195,7 +206,6 @@ def test_exported_solution_equals_original_model(name, feeder_models, tmp_path):
     """pq_loads=True export vs the untouched reference model with the same loads as constant PQ,
     the published taps, controls off and the same injections, both solved by OpenDSS."""
     f = load_feeder(name)
-    folder, master, taps = BUNDLED_SOURCES[name]
     rng = np.random.default_rng(7)
     scale = rng.uniform(0.5, 1.5, f.n_loads)
     src = set(f.source_nodes.tolist())
@@ -207,12 +217,7 @@ def test_exported_solution_equals_original_model(name, feeder_models, tmp_path):
     _solve(ours)
     v_ours = _voltages(ours, f)
 
-    ref = opendssdirect.NewContext()
-    ref.Text.Command("clear")
-    ref.Text.Command(f'compile "{_stage((feeder_models / folder / master).resolve(), tmp_path)}"')
-    for reg, tap in taps.items():
-        ref.Text.Command(f"transformer.{reg}.wdg=2 tap={tap!r}")
-    ref.Text.Command("set controlmode=off")
+    ref = _reference(feeder_models, name, tmp_path)
     for li, (n, p) in enumerate(zip(f.load_names, f.load_params, strict=True)):
         ref.Text.Command(f"edit {n} model=1 vminpu=0 vmaxpu=10 vlowpu=0 "
                          f"kw={float(p['kw'] * scale[li])!r} kvar={float(p['kvar'] * scale[li])!r}")
@@ -243,13 +248,7 @@ def test_own_load_models_solve_like_original(name, feeder_models, tmp_path):
     the reference model itself at the published taps. The IEEE 34 models set vminpu=0.85 and go
     below 0.95 pu; the band comes from load_params when present, else OpenDSS's default."""
     f = load_feeder(name)
-    folder, master, taps = BUNDLED_SOURCES[name]
-    ref = opendssdirect.NewContext()
-    ref.Text.Command("clear")
-    ref.Text.Command(f'compile "{_stage((feeder_models / folder / master).resolve(), tmp_path)}"')
-    for reg, tap in taps.items():
-        ref.Text.Command(f"transformer.{reg}.wdg=2 tap={tap!r}")
-    ref.Text.Command("set controlmode=off")
+    ref = _reference(feeder_models, name, tmp_path)
     _solve(ref)
     v_ref = _voltages(ref, f)
     bands = []
