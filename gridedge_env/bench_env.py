@@ -46,6 +46,10 @@ class OpenDSSPowerFlow:
                            f"kv={float(feeder.base_kv_ln[k])!r} kw=0 kvar=0 vminpu=0 vmaxpu=10 "
                            "vlowpu=0")
             self.names.append(name)
+        self.idx = []  # load indices: selecting by index is the fastest opendssdirect idiom
+        for name in self.names:
+            d.Loads.Name(name)
+            self.idx.append(d.Loads.Idx())
         d.Text.Command(f"set tolerance={tol!r} maxiterations=100 controlmode=off")
         d.Solution.Solve()
         self.order = np.array([feeder.node_index(n) for n in d.Circuit.YNodeOrder()])
@@ -69,17 +73,23 @@ class OpenDSSPowerFlow:
         amps = f.line_normamps[line_of_row]
         self.inv_amps = np.where(amps > 0, 1 / np.where(amps > 0, amps, 1), 0)
 
-    def solve(self, s_kva: torch.Tensor, load_scale=0.0, check: bool = False):
+    def solve(self, s_kva: torch.Tensor, load_scale=0.0, at=None, check: bool = False):
+        """``s_kva`` ``(B, n_nodes)``, or ``(B, k)`` at nodes ``at`` (as ``PowerFlow.solve``)."""
         d = self.dss
-        s = s_kva.detach().cpu().numpy()[:, self.nodes]
+        s = s_kva.detach().cpu().numpy()
+        if at is not None:  # sum the injections per node, as the core's power flow does
+            full = np.zeros((s.shape[0], self.f.n_nodes), dtype=s.dtype)
+            np.add.at(full, (slice(None), np.asarray(at.cpu())), s)
+            s = full
+        s = s[:, self.nodes]
         b = s.shape[0]
         v = np.zeros((b, self.f.n_nodes), dtype=np.complex128)
         cur = np.zeros((b, len(self.rows)), dtype=np.complex128)
         conv = np.zeros(b, dtype=bool)
         iters = np.zeros(b, dtype=np.int64)
         for k in range(b):  # the peer solves one scenario at a time: that is what is measured
-            for name, val in zip(self.names, s[k], strict=True):
-                d.Loads.Name(name)
+            for i, val in zip(self.idx, s[k], strict=True):
+                d.Loads.Idx(i)
                 d.Loads.kW(float(val.real))
                 d.Loads.kvar(float(val.imag))
             d.Solution.Solve()

@@ -21,12 +21,20 @@ and 0 for generators. The global state for centralised critics is :func:`global_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .costs import Constraints, RewardConfig, constraints, energy_bill, reward
+from .costs import (
+    Constraints,
+    RewardConfig,
+    constraints,
+    energy_bill,
+    reward,
+    voltage_unbalance,
+)
 from .data import gather_agents
 from .devices import HeatPumpExog, HouseholdExog, battery, generator, heat_pump, household
 from .devices.common import out_of_range
@@ -47,6 +55,15 @@ class EnvConfig:
     """Clamps pass gradients straight through (``False``: plain clamps, zero gradient outside)."""
     split: str = "train"
     """Days ``reset`` draws from when none are given: ``train``, ``validation`` or ``test``."""
+    pf_tol_pu: float = 1e-8
+    """Power-flow tolerance: estimated largest port-voltage error, p.u. (the same number as
+    OpenDSS's ``set tolerance``, whose default is 1e-4; ``PowerFlow``'s own default is 1e-10 in
+    float64). Gradient checks against finite differences want it tighter (1e-12)."""
+    compile: bool = False
+    """Run the step's element-wise stages (devices and costs; constraints, rewards and
+    observations) through ``torch.compile``, fusing ~100 small kernels into a few. Costs
+    ~20-40 s of compilation on the first step (and again for a new batch size or grad mode) and
+    needs a C++ compiler on the CPU; pays off for long rollouts (``docs/env.md``, benchmark)."""
 
 
 class EnvState(NamedTuple):
@@ -60,7 +77,7 @@ class EnvState(NamedTuple):
     v_agent_pu: torch.Tensor  # (B, N) voltage at each agent's node in the previous step
     done: torch.Tensor  # (B,) bool
     exog: tuple  # the day's data, gathered at reset: demand_kw, pv_kw_per_kwp (B, T, N);
-    #              t_out_c, price, export_price (B, T)
+    #              (t_out_c, price, export_price) stacked as (B, T, 3)
 
 
 class StepOut(NamedTuple):
@@ -83,9 +100,11 @@ class EnvParams:
     powerflow: PowerFlow
     agent_node: torch.Tensor  # (N,)
     kind_agents: dict  # kind -> (N_kind,) agent indices
+    kind_slices: dict  # kind -> slice: the same agents, a contiguous block (scenario order)
     node_mask: torch.Tensor  # (n,) 1 at constrained (non-source) nodes
     bus_phases: torch.Tensor  # (n_3ph, 3)
     obs_dim: int
+    compiled: dict = field(default_factory=dict, repr=False)  # stage name -> compiled function
 
     @property
     def n_agents(self) -> int:
@@ -107,7 +126,8 @@ def make_params(config: EnvConfig, device="cpu", dtype=torch.float64,
     scn = _to(scn, device)
     f = scn.feeder
     nodes = sorted(set(scn.placement.node.tolist()))
-    pf = PowerFlow(f, device=device, dtype=dtype, injection_nodes=nodes, on_nonconvergence="flag")
+    pf = PowerFlow(f, device=device, dtype=dtype, injection_nodes=nodes, on_nonconvergence="flag",
+                   tol=config.pf_tol_pu)
     mask = torch.ones(f.n_nodes, dtype=dtype, device=device)
     mask[torch.as_tensor(f.source_nodes, device=device)] = 0
     buses: dict[str, dict[str, int]] = {}
@@ -119,6 +139,7 @@ def make_params(config: EnvConfig, device="cpu", dtype=torch.float64,
         config=config, scenario=scn, powerflow=pf,
         agent_node=torch.as_tensor(scn.placement.node, device=device),
         kind_agents={k: scn.agents_of(k).to(device) for k in KINDS},
+        kind_slices={k: scn.kind_slice(k) for k in KINDS},
         node_mask=mask, bus_phases=torch.as_tensor(np.array(three, dtype=np.int64).reshape(-1, 3),
                                                    device=device),
         obs_dim=7 + int(config.observe_voltage),
@@ -155,8 +176,9 @@ def reset(params: EnvParams, batch: int, *, seed: int | None = None,
     dtype = soc.dtype
     demand, pv = gather_agents(scn.profiles, scn.assignment, days)
     prof = scn.profiles
-    exog = (demand, pv, prof.temp_out_c[days], prof.price_gbp_per_kwh[days],
-            prof.export_price_gbp_per_kwh[days])
+    series = torch.stack([prof.temp_out_c[days], prof.price_gbp_per_kwh[days],
+                          prof.export_price_gbp_per_kwh[days]], dim=-1)
+    exog = (demand.contiguous(), pv.contiguous(), series)
     state = EnvState(
         day=days, t=torch.zeros(batch, dtype=torch.long, device=dev), soc=soc, soc_init=soc.clone(),
         t_in_c=heat_pump.init_state(scn.heat_pump, batch).t_in_c,
@@ -168,34 +190,39 @@ def reset(params: EnvParams, batch: int, *, seed: int | None = None,
 def _exog(params: EnvParams, state: EnvState):
     """Per-agent demand, PV per kWp ``(B, N)`` and outdoor temperature, prices ``(B, 1)`` at
     each day's current step."""
-    t = state.t.clamp(max=params.n_steps - 1)[:, None]  # after the last step: the last slot
-    demand, pv, t_out, price, export = state.exog
-    n = demand.shape[-1]
-    at = t[:, :, None].expand(-1, 1, n)
-    return (demand.gather(1, at)[:, 0], pv.gather(1, at)[:, 0], t_out.gather(1, t),
-            price.gather(1, t), export.gather(1, t))
+    demand, pv, series = state.exog
+    b, n_t = demand.shape[:2]
+    t = state.t.clamp(max=params.n_steps - 1)  # after the last step: the last slot
+    row = torch.arange(b, device=t.device) * n_t + t  # (B,) rows of the (B * T, .) flattening
+    d = demand.reshape(b * n_t, -1).index_select(0, row)
+    p = pv.reshape(b * n_t, -1).index_select(0, row)
+    s = series.reshape(b * n_t, 3).index_select(0, row)
+    return d, p, s[:, 0:1], s[:, 1:2], s[:, 2:3]
 
 
 def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
     """Local observations ``(B, N, obs_dim)`` (see module docstring)."""
     scn = params.scenario
     demand, pv, t_out, price, _ = _exog(params, state)
-    hh = scn.household
+    hh, hp, sl = scn.household, scn.heat_pump, params.kind_slices
     b, n = demand.shape
-    phase = 2 * torch.pi * state.t.to(demand.dtype)[:, None] / params.n_steps
-    dev_state = demand.new_zeros(b, n)
-    dev_state = dev_state.index_copy(1, params.kind_agents["battery"], 2 * state.soc - 1)
-    hp = scn.heat_pump
+    phase = 2 * torch.pi * state.t.to(demand.dtype)[:, None, None] / params.n_steps
+    obs = demand.new_empty(b, n, params.obs_dim)
+    # Per-day columns broadcast over agents; one strided write per column.
+    obs[:, :, 0:1] = torch.sin(phase)
+    obs[:, :, 1:2] = torch.cos(phase)
+    obs[:, :, 2:3] = (price / 0.5)[:, :, None]
+    torch.mul(demand, hh.demand_scale / 3.0, out=obs[:, :, 3])
+    torch.mul(pv, torch.where(hh.has_pv, hh.pv_kwp, 0.0) / 5.0, out=obs[:, :, 4])
+    obs[:, :, 5:6] = ((t_out - 10) / 10)[:, :, None]
     band = hp.t_high_c - hp.t_low_c
-    dev_state = dev_state.index_copy(1, params.kind_agents["heatpump"],
-                                     (state.t_in_c - hp.t_low_c) / band * 2 - 1)
-    cols = [torch.sin(phase).expand(b, n), torch.cos(phase).expand(b, n),
-            (price / 0.5).expand(b, n), hh.demand_scale * demand / 3.0,
-            torch.where(hh.has_pv, hh.pv_kwp, 0.0) * pv / 5.0, ((t_out - 10) / 10).expand(b, n),
-            dev_state]
+    dev_state = obs[:, :, 6]
+    dev_state[:, sl["battery"]] = 2 * state.soc - 1
+    dev_state[:, sl["heatpump"]] = (state.t_in_c - hp.t_low_c) / band * 2 - 1
+    dev_state[:, sl["generator"]] = 0.0
     if params.config.observe_voltage:
-        cols.append((state.v_agent_pu - 1) / 0.05)
-    return torch.stack(cols, dim=-1)
+        obs[:, :, 7] = (state.v_agent_pu - 1) / 0.05
+    return obs
 
 
 def global_state(params: EnvParams, state: EnvState) -> torch.Tensor:
@@ -205,58 +232,89 @@ def global_state(params: EnvParams, state: EnvState) -> torch.Tensor:
     return torch.cat([obs.flatten(1), (state.v_agent_pu - 1) / 0.05], dim=1)
 
 
+def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:
+    """``(B, N_kind)`` values of one kind's block as ``(B, n)``, zero for the other agents."""
+    return torch.nn.functional.pad(x, (sl.start, n - sl.stop))
+
+
+def _stage(params: EnvParams, fn):
+    """``fn`` bound to ``params``, through ``torch.compile`` when ``config.compile`` is set."""
+    bound = partial(fn, params)
+    if not params.config.compile:
+        return bound
+    if fn.__name__ not in params.compiled:
+        params.compiled[fn.__name__] = torch.compile(bound)
+    return params.compiled[fn.__name__]
+
+
 def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvState, StepOut]:
     """Advance every day by one step. ``action``: ``(B, N)`` in ``[-1, 1]`` (values outside are
     clamped and counted in ``info["clipped_actions"]``)."""
     if bool(state.done.any()):
         raise RuntimeError("step() called on a finished day; call reset() first")
-    scn, cfg, dt = params.scenario, params.config, params.dt_h
     b, n = action.shape[0], params.n_agents
     if action.shape != (b, n):
         raise ValueError(f"action must have shape (B, {n}), got {tuple(action.shape)}")
     if not bool(torch.isfinite(action).all()):
         raise ValueError("action has NaN/inf entries")
-    st = cfg.straight_through
-    demand, pv, t_out, price, export = _exog(params, state)
-    p, q = household.power(scn.household, HouseholdExog(demand, pv))
-    ka = params.kind_agents
-    bat_state, (pb, _), c_b = battery.step(scn.battery, battery.BatteryState(state.soc),
-                                           action[:, ka["battery"]], None, dt, straight_through=st)
-    hp_state, (ph, qh), c_h = heat_pump.step(scn.heat_pump, heat_pump.HeatPumpState(state.t_in_c),
-                                             action[:, ka["heatpump"]], HeatPumpExog(t_out), dt,
-                                             straight_through=st)
-    _, (pg, qg), c_g = generator.step(scn.generator, None, action[:, ka["generator"]], None, dt,
-                                      straight_through=st)
-    p = p.index_add(1, ka["battery"], pb).index_add(1, ka["heatpump"], ph)
-    p = p.index_add(1, ka["generator"], pg)
-    q = q.index_add(1, ka["heatpump"], qh).index_add(1, ka["generator"], qg)
-    k = scn.config.households_per_agent
-    zero = p.new_zeros(b, n)
-    costs = {
-        "energy": energy_bill(p, price, export, dt) * k,
-        "degradation": zero.index_add(1, ka["battery"], c_b["degradation"]) * k,
-        "fuel": zero.index_add(1, ka["generator"], c_g["fuel"]) * k,
-        "discomfort": zero.index_add(1, ka["heatpump"], c_h["discomfort"]) * k,
-    }
-    last = state.t == params.n_steps - 1
-    term = battery.terminal_cost(scn.battery, state.soc_init, bat_state.soc)
-    costs["terminal"] = zero.index_add(1, ka["battery"], term * last[:, None]) * k
-    s = torch.zeros(b, scn.feeder.n_nodes, dtype=_complex(p.dtype), device=p.device)
-    s = s.index_add(1, params.agent_node, torch.complex(p, q) * k)
-    r = params.powerflow.solve(s, load_scale=0.0, check=False)  # s is built here: no scan
-    lim = scn.config.limits
-    cons = constraints(r.v_pu, r.line_loading, lim.v_min_pu, lim.v_max_pu, lim.line_loading_max,
-                       params.node_mask, r.v, params.bus_phases)
-    cost_agent = sum(costs.values())
-    rew = reward(cfg.reward, cost_agent, cons, params.agent_node, ~r.converged)
-    new = EnvState(day=state.day, t=state.t + 1, soc=bat_state.soc, soc_init=state.soc_init,
-                   t_in_c=hp_state.t_in_c, v_agent_pu=r.v_pu[:, params.agent_node], done=last,
-                   exog=state.exog)
+    s_kva, costs, soc, t_in_c, last = _stage(params, _devices)(state, action)
+    r = params.powerflow.solve(s_kva, load_scale=0.0, at=params.agent_node,
+                               check=False)  # the injections are built here: no scan
+    new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
+                   v_agent_pu=r.v_pu[:, params.agent_node], done=last, exog=state.exog)
+    cons, rew, obs = _stage(params, _outcome)(new, costs, r.v_pu, r.line_loading, r.converged)
+    cons = cons._replace(unbalance=voltage_unbalance(r.v, params.bus_phases))
     info = {"converged": r.converged, "pf_iterations": r.iterations,
             "clipped_actions": out_of_range(action).sum(-1), "v_pu": r.v_pu,
-            "line_loading": r.line_loading, "p_agent_kw": p * k}
-    obs = observe(params, new)
+            "line_loading": r.line_loading, "p_agent_kw": s_kva.real}
     return new, StepOut(obs, rew, costs, cons, last, torch.zeros_like(last), info)
+
+
+def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:
+    """``(B, N_kind)`` values of one kind's block as ``(B, n)``, zero for the other agents."""
+    return torch.nn.functional.pad(x, (sl.start, n - sl.stop))
+
+
+def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
+    """Households, devices and costs of one step (element-wise; compiled with ``compile``).
+
+    Returns the agents' injections ``s_kva`` (B, N) complex (kW + j kvar, all their
+    households), the cost dict, the next ``soc`` and ``t_in_c``, and ``last`` (B,) bool.
+    """
+    scn, dt, n = params.scenario, params.dt_h, params.n_agents
+    st, sl = params.config.straight_through, params.kind_slices
+    demand, pv, t_out, price, export = _exog(params, state)
+    p_home, q_home = household.power(scn.household, HouseholdExog(demand, pv))
+    bat_state, (pb, _), c_b = battery.step(scn.battery, battery.BatteryState(state.soc),
+                                           action[:, sl["battery"]], None, dt, straight_through=st)
+    hp_state, (ph, qh), c_h = heat_pump.step(scn.heat_pump, heat_pump.HeatPumpState(state.t_in_c),
+                                             action[:, sl["heatpump"]], HeatPumpExog(t_out), dt,
+                                             straight_through=st)
+    _, (pg, qg), c_g = generator.step(scn.generator, None, action[:, sl["generator"]], None, dt,
+                                      straight_through=st)
+    # Agents are numbered kind by kind (Scenario.kind_slice), so the devices' blocks concatenate.
+    p = p_home + torch.cat([pb, ph, pg], dim=1)
+    q = q_home + _block(torch.cat([qh, qg], dim=1), slice(sl["heatpump"].start, n), n)
+    k = scn.config.households_per_agent
+    last = state.t == params.n_steps - 1
+    term = battery.terminal_cost(scn.battery, state.soc_init, bat_state.soc) * last[:, None]
+    costs = {
+        "energy": energy_bill(p, price, export, dt) * k,
+        "degradation": _block(c_b["degradation"] * k, sl["battery"], n),
+        "fuel": _block(c_g["fuel"] * k, sl["generator"], n),
+        "discomfort": _block(c_h["discomfort"] * k, sl["heatpump"], n),
+        "terminal": _block(term * k, sl["battery"], n),
+    }
+    return torch.complex(p * k, q * k), costs, bat_state.soc, hp_state.t_in_c, last
+
+
+def _outcome(params: EnvParams, new: EnvState, costs: dict, v_pu, line_loading, converged):
+    """Constraint terms (without the unbalance report), rewards and the next observations."""
+    lim = params.scenario.config.limits
+    cons = constraints(v_pu, line_loading, lim.v_min_pu, lim.v_max_pu, lim.line_loading_max,
+                       params.node_mask)
+    rew = reward(params.config.reward, sum(costs.values()), cons, params.agent_node, ~converged)
+    return cons, rew, observe(params, new)
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:

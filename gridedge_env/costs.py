@@ -60,18 +60,25 @@ def energy_bill(p_kw, price, export_price, dt_h: float) -> torch.Tensor:
 def constraints(v_pu, loading, v_min, v_max, line_max, node_mask, v_complex=None,
                 bus_phases=None) -> Constraints:
     """Exceedances of one step. ``node_mask`` ``(n,)`` selects constrained (non-source) nodes;
-    ``bus_phases`` ``(n_3ph, 3)`` node indices of three-phase buses for the unbalance factor."""
+    ``bus_phases`` ``(n_3ph, 3)`` node indices of three-phase buses for the unbalance factor
+    (:func:`voltage_unbalance`; zero columns without ``v_complex``)."""
     over = torch.relu(v_pu - v_max) * node_mask
     under = torch.relu(v_min - v_pu) * node_mask
-    if v_complex is not None and bus_phases is not None and bus_phases.numel():
-        a = torch.exp(torch.tensor(2j * torch.pi / 3, dtype=v_complex.dtype))
-        va, vb, vc = (v_complex[:, bus_phases[:, k]] for k in range(3))
-        neg = (va + a * a * vb + a * vc).abs()
-        pos = (va + a * vb + a * a * vc).abs()
-        unbalance = neg / pos
+    if v_complex is not None and bus_phases is not None:
+        unbalance = voltage_unbalance(v_complex, bus_phases)
     else:
         unbalance = v_pu.new_zeros(v_pu.shape[0], 0)
     return Constraints(over, under, torch.relu(loading - line_max), unbalance)
+
+
+def voltage_unbalance(v_complex: torch.Tensor, bus_phases: torch.Tensor) -> torch.Tensor:
+    """Voltage unbalance factor ``|V-| / |V+|`` ``(B, n_3ph)`` of the three-phase buses whose
+    phase nodes are ``bus_phases`` ``(n_3ph, 3)``, from complex node voltages ``(B, n)``."""
+    if not bus_phases.numel():
+        return v_complex.real.new_zeros(v_complex.shape[0], 0)
+    a = torch.exp(torch.tensor(2j * torch.pi / 3, dtype=v_complex.dtype))
+    va, vb, vc = (v_complex[:, bus_phases[:, k]] for k in range(3))
+    return (va + a * a * vb + a * vc).abs() / (va + a * vb + a * a * vc).abs()
 
 
 def lagrangian(costs, cons: Constraints, dual_v_over, dual_v_under, dual_line) -> torch.Tensor:

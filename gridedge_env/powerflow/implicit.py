@@ -10,10 +10,10 @@ for the constant-power (``s_P``, VA), constant-current (``c_I = s_I / V_nom``, A
 constant-impedance (``y_Z = s_Z / V_nom^2``, S) parts of what each port draws.
 
 Forward: the Z-bus fixed point ``x <- a + M i(x)`` (OpenDSS's and power-grid-model's iterative
-current method) for all scenarios at once, one GEMM per iteration, converged scenarios dropped from
-the active set; it stops when the estimated distance to the fixed point, ``step * rho / (1 - rho)``
-(``rho`` the observed contraction rate), is below ``tol``. Scenarios it fails on get damped Newton
-steps on the dense port Jacobian.
+current method) for all scenarios at once, in complex form, one GEMM per iteration, converged
+scenarios dropped from the active set; it stops when the estimated distance to the fixed point,
+``step * rho / (1 - rho)`` (``rho`` the observed contraction rate), is below ``tol``. Scenarios
+it fails on get damped Newton steps on the dense port Jacobian.
 
 Backward (implicit function theorem, no unrolled iterations): with ``ḡ = ∂L/∂x`` at the solution,
 solve ``J_x^T λ = ḡ`` for ``J_x = I - M D``, ``D = ∂i/∂x`` (2x2 blocks per port), by the adjoint
@@ -27,6 +27,7 @@ contiguous; matrices act on the flattened ``(B, 2m)`` layout as row vectors: ``x
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -106,38 +107,78 @@ def _rows(coeffs, keep):
     return tuple(None if c is None else c[keep] for c in coeffs)
 
 
+def _conj_load(u: torch.Tensor, s_p, c_i, y_z) -> torch.Tensor:
+    """``conj(-i(u))`` in complex form, ``(B, m)``: ``s_P / u + c_I conj(u) / |u| + y_Z conj(u)``
+    (coefficients complex ``(B, m)`` or None). One complex division for constant-power ports."""
+    g = s_p / u
+    if c_i is not None:
+        g = g + c_i * u.conj() / u.abs()
+    if y_z is not None:
+        g = g + y_z * u.conj()
+    return g
+
+
+def _complex(c):
+    return None if c is None else torch.complex(c[:, 0], c[:, 1])
+
+
 def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
-    """Z-bus fixed point over a batch. Returns ``x, converged, iterations, residual``."""
-    bsz = x0.shape[0]
-    x = x0.clone()
-    iters = torch.zeros(bsz, dtype=torch.int64, device=x0.device)
-    resid = torch.full((bsz,), float("inf"), dtype=x0.dtype, device=x0.device)
-    conv = torch.zeros(bsz, dtype=torch.bool, device=x0.device)
-    active = torch.arange(bsz, device=x0.device)
-    xa, ca = x0, coeffs
-    prev = torch.zeros(bsz, dtype=x0.dtype, device=x0.device)  # first step: rho unknown (0.99)
+    """Z-bus fixed point over a batch. Returns ``x, converged, iterations, residual``.
+
+    The iterate is complex, ``u <- a - M conj(g(u))`` with ``g`` = :func:`_conj_load`, so an
+    iteration is one complex division, one real GEMM on the interleaved (re, im) view and the
+    step size (``net.fixed_point_map``). The per-scenario bookkeeping (contraction rate, stopping
+    test, active set) runs in numpy on the ``(B,)`` step sizes: one device-to-host copy of ``B``
+    numbers per iteration, which the stopping test needs anyway.
+    """
+    bsz, m, dev = x0.shape[0], x0.shape[2], x0.device
+    inv_il = inv_base[:, :m].repeat_interleave(2, dim=1)  # (1, 2m): 1 / |a| per re/im entry
+    u0 = torch.complex(x0[:, 0], x0[:, 1])
+    u = None  # filled lazily: when every scenario stops together, the last iterate is u
+    iters = np.zeros(bsz, dtype=np.int64)
+    resid = np.full(bsz, np.inf)
+    conv = np.zeros(bsz, dtype=bool)
+    active = np.arange(bsz)
+    ua, ca = u0, tuple(_complex(c) for c in coeffs)
+    prev = np.zeros(bsz)
     floor = 50 * torch.finfo(x0.dtype).eps
     for k in range(1, cfg.max_iter + 1):
-        xn = _apply(net, ca, xa)
-        step = _step_size(xn - xa, inv_base)
-        xa = xn
+        un = net.fixed_point_map(_conj_load(ua, *ca))
+        dx = torch.view_as_real(un).reshape(len(active), 2 * m) - torch.view_as_real(ua).reshape(
+            len(active), 2 * m)
+        step = dx.abs_().mul_(inv_il).amax(dim=-1).cpu().numpy().astype(np.float64)
+        ua = un
         # A contraction with rate rho leaves |x - x*| <= rho / (1 - rho) * step: stop on that
-        # error estimate (rho from successive steps), not the bare step, so slow contraction near
-        # voltage collapse does not stop early and fast contraction does not iterate in vain.
-        rho = (step / prev).nan_to_num(0.99).clamp(max=0.99)
+        # error estimate (rho from successive steps; 0.99 before there are two), not the bare
+        # step, so slow contraction near voltage collapse does not stop early and fast
+        # contraction does not iterate in vain.
+        rho = np.full(len(step), 0.99)
+        np.divide(step, prev, out=rho, where=prev > 0)
+        np.minimum(rho, 0.99, out=rho)
         prev = step
-        done = (step * rho / (1 - rho) <= cfg.tol) | (step <= floor)  # floor: rounding noise
-        dead = ~torch.isfinite(step) | (step > 10.0)  # diverging: leave it to Newton
+        done = (step * rho <= cfg.tol * (1 - rho)) | (step <= floor)  # floor: rounding noise
+        dead = ~(step <= 10.0)  # diverging or non-finite: leave it to Newton
         stop = done | dead | (k == cfg.max_iter)
-        if bool(stop.any()):
-            idx = active[stop]
-            x[idx] = torch.where(dead[stop, None, None], x0[idx], xa[stop])
-            conv[idx], iters[idx], resid[idx] = done[stop], k, step[stop]
-            keep = ~stop
-            active, xa, ca, prev = active[keep], xa[keep], _rows(ca, keep), prev[keep]
-            if len(active) == 0:
-                break
-    return x, conv, iters, resid
+        if not stop.any():
+            continue
+        idx = active[stop]
+        conv[idx], iters[idx], resid[idx] = done[stop], k, step[stop]
+        if u is None and stop.all() and not dead.any() and len(active) == bsz:
+            u = ua  # the common case: all scenarios together, no copies
+            break
+        if u is None:
+            u = u0.clone()
+        rows = torch.from_numpy(stop).to(dev)
+        idx_t = torch.from_numpy(idx).to(dev)
+        u[idx_t] = torch.where(torch.from_numpy(dead[stop]).to(dev)[:, None], u0[idx_t], ua[rows])
+        keep = torch.from_numpy(~stop).to(dev)
+        active, prev = active[~stop], prev[~stop]
+        ua, ca = ua[keep], _rows(ca, keep)
+        if len(active) == 0:
+            break
+    x = torch.stack([u.real, u.imag], dim=1)
+    return (x, torch.from_numpy(conv).to(dev), torch.from_numpy(iters).to(dev),
+            torch.from_numpy(resid).to(device=dev, dtype=x0.dtype))
 
 
 def newton(net, inv_base, coeffs, x0, cfg: Settings):

@@ -97,6 +97,16 @@ def _planar_matrix(a: np.ndarray) -> np.ndarray:
     return np.block([[ar, ai], [-ai, ar]])
 
 
+def _conj_interleaved(a: np.ndarray) -> np.ndarray:
+    """Real ``(2q, 2p)`` matrix taking interleaved ``[re g_0, im g_0, ...]`` row vectors to the
+    interleaved ``A conj(g)`` (``a``: complex ``(p, q)``)."""
+    ar, ai = a.real.T, a.imag.T  # (q, p)
+    out = np.empty((2 * a.shape[1], 2 * a.shape[0]))
+    out[0::2, 0::2], out[0::2, 1::2] = ar, ai  # re g contributes A_r re g + j A_i re g
+    out[1::2, 0::2], out[1::2, 1::2] = ai, -ar  # conj: -j im g contributes A_i im g - j A_r im g
+    return out
+
+
 def _planar(z: torch.Tensor) -> torch.Tensor:
     return torch.stack([z.real, z.imag], dim=1)
 
@@ -120,7 +130,10 @@ class DenseNetwork:
 
         self.a_v = a
         self.a = t(np.concatenate([a.real, a.imag])[None])  # (1, 2m)
-        self.mt = t(_planar_matrix(c.T @ zc))  # (2m, 2m)
+        mpp = c.T @ zc
+        self.mt = t(_planar_matrix(mpp))  # (2m, 2m)
+        self._a_il = t(np.stack([a.real, a.imag], axis=1).reshape(1, -1))  # (1, 2m) interleaved
+        self._mc_il = t(_conj_interleaved(-mpp))  # (2m, 2m): g -> -M conj(g), interleaved
         self._zc = t(_planar_matrix(zc))  # (2m, 2n)
         self._w = t(np.concatenate([w.real, w.imag])[None])  # (1, 2n)
         self._line_k = t(_planar_matrix(yb @ zc))  # (2m, 2r)
@@ -134,6 +147,12 @@ class DenseNetwork:
     def mh_apply(self, lam_flat: torch.Tensor) -> torch.Tensor:
         """``M^H λ`` (the real transpose of ``M``) for planar ``(B, 2m)``."""
         return lam_flat @ self.mt.T
+
+    def fixed_point_map(self, g: torch.Tensor) -> torch.Tensor:
+        """``a - M conj(g)`` for complex ``(B, m)``: one GEMM on the interleaved real view."""
+        b, m = g.shape
+        out = torch.addmm(self._a_il, torch.view_as_real(g).reshape(b, 2 * m), self._mc_il)
+        return torch.view_as_complex(out.reshape(b, m, 2))
 
     def node_voltages(self, i_pl: torch.Tensor) -> torch.Tensor:
         """``w + Z C i`` as planar ``(B, 2, n)``; differentiable."""
@@ -195,6 +214,12 @@ class SparseNetwork:
 
     def m_apply(self, i_flat):
         return self.a + self._zc(i_flat)
+
+    def fixed_point_map(self, g: torch.Tensor) -> torch.Tensor:
+        """``a - M conj(g)`` for complex ``(B, m)`` (via the planar ``a + M i``, ``i = -conj g``)."""
+        b, m = g.shape
+        out = self.m_apply(torch.cat([-g.real, g.imag], dim=1)).reshape(b, 2, m)
+        return torch.complex(out[:, 0], out[:, 1])
 
     def mh_apply(self, lam_flat):
         return self._zc(lam_flat, "H")

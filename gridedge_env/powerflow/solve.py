@@ -41,19 +41,17 @@ class PowerFlowResult:
     converged: ``(...,)`` bool; iterations: ``(...,)`` fixed-point (+ Newton) iterations;
     residual: ``(...,)`` last step (fixed point) or residual (Newton), p.u. of no-load voltage.
 
-    The complex ``v`` and the line currents are computed on first access (the currents are one
-    more matrix product), so solves whose caller only needs ``v_pu`` do not pay for them.
+    Everything but ``v_pu`` and the convergence fields is computed on first access (the line
+    currents are one more matrix product), so a caller that needs only ``v_pu`` pays only for it.
     """
 
     v_pu: torch.Tensor
-    s_sub_kva: torch.Tensor
-    s_load_kva: torch.Tensor
-    losses_kva: torch.Tensor
     converged: torch.Tensor
     iterations: torch.Tensor
     residual: torch.Tensor
     _v_planar: torch.Tensor = field(repr=False, default=None)  # (..., 2, n_nodes)
     _line_currents: object = field(repr=False, default=None)
+    _powers: object = field(repr=False, default=None)
 
     @cached_property
     def v(self) -> torch.Tensor:
@@ -66,6 +64,18 @@ class PowerFlowResult:
     @cached_property
     def line_loading(self) -> torch.Tensor:
         return self._line_currents()[1]
+
+    @cached_property
+    def s_sub_kva(self) -> torch.Tensor:
+        return self._powers()[0]
+
+    @cached_property
+    def s_load_kva(self) -> torch.Tensor:
+        return self._powers()[1]
+
+    @cached_property
+    def losses_kva(self) -> torch.Tensor:
+        return self.s_sub_kva - self.s_load_kva
 
 
 def _planar_power(v: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
@@ -154,6 +164,10 @@ class PowerFlow:
         self._inv_amps = t(np.where(amps > 0, 1.0 / np.where(amps > 0, amps, 1.0), 0.0), rd)
         self._inj_nodes = torch.as_tensor(p.injection_nodes, device=dev)
         self._inj_port = torch.as_tensor(p.injection_port, device=dev)
+        port_of_node = np.full(f.n_nodes, -1, dtype=np.int64)
+        port_of_node[p.injection_nodes] = p.injection_port
+        self._port_of_node = torch.as_tensor(port_of_node, device=dev)
+        self._at_cache = None
         # ZIP coefficient of every load term (s_P in VA, c_I in A, y_Z in S), planar, and their
         # per-port sums (the fast path when every load shares one scale per scenario).
         zip_va = f.term_zip_kva * 1e3
@@ -186,7 +200,27 @@ class PowerFlow:
         return self.ports.m
 
     # ------------------------------------------------------------------ inputs
-    def _check(self, s_kva, load_scale, values: bool = True):
+    def _at_ports(self, at) -> torch.Tensor:
+        """Ports of the nodes ``at`` ``(k,)``, checked to be injection nodes (cached per tensor)."""
+        if self._at_cache is not None and self._at_cache[0] is at:
+            return self._at_cache[1]
+        nodes = torch.as_tensor(at, device=self.device)
+        if nodes.ndim != 1 or nodes.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"at must be a 1-D tensor of node indices, got {tuple(nodes.shape)} "
+                             f"{nodes.dtype}")
+        n = self.feeder.n_nodes
+        if len(nodes) and not (0 <= int(nodes.min()) and int(nodes.max()) < n):
+            raise IndexError(f"at has node indices outside [0, {n})")
+        ports = self._port_of_node[nodes]
+        if bool((ports < 0).any()):
+            bad = int(nodes[ports < 0][0])
+            raise ValueError(f"at names node {self.feeder.nodes[bad]!r}, which is not one of this "
+                             "PowerFlow's injection_nodes")
+        if isinstance(at, torch.Tensor):
+            self._at_cache = (at, ports)
+        return ports
+
+    def _check(self, s_kva, load_scale, values: bool = True, at=None):
         f, cd = self.feeder, _cplx(self.dtype)
         if s_kva is None:
             return None, *self._check_scale(load_scale, ())
@@ -197,15 +231,19 @@ class PowerFlow:
                             f"(complex kW + j kvar), got {s_kva.dtype}")
         if s_kva.device != self.device:
             raise ValueError(f"s_kva is on {s_kva.device}, the PowerFlow on {self.device}")
-        if s_kva.ndim == 0 or s_kva.shape[-1] != f.n_nodes:
-            raise ValueError(f"s_kva must have shape (..., {f.n_nodes}) (one entry per node of "
-                             f"{f.name!r}), got {tuple(s_kva.shape)}")
+        width = f.n_nodes if at is None else len(at)
+        if s_kva.ndim == 0 or s_kva.shape[-1] != width:
+            what = (f"one entry per node of {f.name!r}" if at is None
+                    else "one entry per node of `at`")
+            raise ValueError(f"s_kva must have shape (..., {width}) ({what}), "
+                             f"got {tuple(s_kva.shape)}")
         bad = ~torch.isfinite(torch.view_as_real(s_kva)).all(-1) if values else None
         if values and bool(bad.any()):
             where = torch.nonzero(bad)[0].tolist()
+            node = where[-1] if at is None else int(at[where[-1]])
             raise ValueError(f"s_kva has a NaN/inf entry at index {tuple(where)} "
-                             f"(node {f.nodes[where[-1]]!r})")
-        if values and len(self.injection_nodes) < f.n_nodes:
+                             f"(node {f.nodes[node]!r})")
+        if values and at is None and len(self.injection_nodes) < f.n_nodes:
             outside = torch.ones(f.n_nodes, dtype=torch.bool, device=self.device)
             outside[self._inj_nodes] = False
             nz = (s_kva[..., outside] != 0).reshape(-1, int(outside.sum())).any(0)
@@ -214,7 +252,7 @@ class PowerFlow:
                 raise ValueError(f"s_kva is non-zero at node {node!r}, which is not one of this "
                                  "PowerFlow's injection_nodes")
         scale, batch = self._check_scale(load_scale, s_kva.shape[:-1])
-        return s_kva.expand(*batch, f.n_nodes), scale, batch
+        return s_kva.expand(*batch, width), scale, batch
 
     def _check_scale(self, load_scale, s_batch):
         n_loads = self.feeder.n_loads
@@ -234,11 +272,15 @@ class PowerFlow:
                              f"{tuple(s_batch)}") from None
         return scale, batch
 
-    def _coefficients(self, s_kva, scale):
+    def _coefficients(self, s_kva, scale, ports=None):
         """Planar ZIP coefficients per port, ``(B, 2, m)`` each: s_P (VA), c_I (A), y_Z (S);
-        c_I and y_Z are None unless some load has constant-current/impedance parts."""
+        c_I and y_Z are None unless some load has constant-current/impedance parts.
+        ``s_kva``: ``(B, n_nodes)``, or ``(B, k)`` injected at ``ports`` ``(k,)``."""
         s_p = self._scaled(scale, 0)
-        if s_kva is not None and len(self._inj_nodes):
+        if s_kva is not None and ports is not None:
+            inj = torch.view_as_real(s_kva).permute(0, 2, 1) * 1e3
+            s_p = s_p.index_add(2, ports, inj)
+        elif s_kva is not None and len(self._inj_nodes):
             inj = torch.stack([s_kva.real, s_kva.imag], dim=1)[:, :, self._inj_nodes] * 1e3
             s_p = s_p.index_add(2, self._inj_port, inj)
         if not self._has_zi:
@@ -254,7 +296,7 @@ class PowerFlow:
         return out.index_add(2, self._term_port, term)
 
     # ------------------------------------------------------------------ solve
-    def solve(self, s_kva: torch.Tensor | None = None, load_scale=1.0, *,
+    def solve(self, s_kva: torch.Tensor | None = None, load_scale=1.0, *, at=None,
               check: bool = True) -> PowerFlowResult:
         """Solve a batch of power flows.
 
@@ -262,15 +304,19 @@ class PowerFlow:
             node on top of the feeder's loads; negative real part = generation. ``None``: zero.
         load_scale: scale of the feeder's own loads, broadcastable to ``(..., n_loads)``
             (a float, ``(B, 1)`` per scenario, or ``(B, n_loads)`` per load); 0 removes them.
+        at: ``(k,)`` node indices, each one of ``injection_nodes``: ``s_kva`` is then
+            ``(..., k)``, what is injected at each of these nodes (entries at the same node add
+            up), which spares building the ``(..., n_nodes)`` tensor (the environment's path).
         check: validate values (NaN/inf, injections only at ``injection_nodes``); callers that
             build ``s_kva`` themselves (the environment) pass False to skip the scan. Types and
             shapes are always checked.
         Gradients flow to ``s_kva`` and ``load_scale`` through the implicit function theorem.
         """
-        s_kva, scale, batch = self._check(s_kva, load_scale, check)
-        s_flat = None if s_kva is None else s_kva.reshape(-1, self.feeder.n_nodes)
+        ports = None if at is None or s_kva is None else self._at_ports(at)
+        s_kva, scale, batch = self._check(s_kva, load_scale, check, at)
+        s_flat = None if s_kva is None else s_kva.reshape(-1, s_kva.shape[-1])
         scale = scale.reshape(-1, self.feeder.n_loads)
-        coeffs = self._coefficients(s_flat, scale)
+        coeffs = self._coefficients(s_flat, scale, ports)
         bsz, m = scale.shape[0], self.n_ports
         x, conv, iters, resid = PortSolve.apply(
             self.network, self._inv_base, self.settings, self._x0.expand(bsz, 2, m), *coeffs)
@@ -290,11 +336,7 @@ class PowerFlow:
         i_pl = port_current(x, *coeffs)  # (B, 2, m), A
         v_pl = self.network.node_voltages(i_pl)
         v_mag = torch.hypot(v_pl[:, 0], v_pl[:, 1])
-        vs = v_pl[:, :, self._src_nodes]  # (B, 2, k) source-bus voltages
-        e = torch.view_as_real(self._src_emf).T  # (2, k)
-        i_src = torch.einsum("bpk,pqjk->bqj", e - vs, self._src_y_pl)  # Y_s (E - V), planar
-        s_sub = _planar_power(vs, i_src).sum(-1) / 1e3
-        s_load = -_planar_power(x, i_pl).sum(-1) / 1e3
+
         def shape(t):
             return t.reshape(tuple(batch) + tuple(t.shape[1:]))
 
@@ -303,7 +345,14 @@ class PowerFlow:
             i_line = torch.complex(i_pl_line[:, 0], i_pl_line[:, 1])
             return shape(i_line), shape(i_line.abs() * self._inv_amps)
 
+        def powers():
+            vs = v_pl[:, :, self._src_nodes]  # (B, 2, k) source-bus voltages
+            e = torch.view_as_real(self._src_emf).T  # (2, k)
+            i_src = torch.einsum("bpk,pqjk->bqj", e - vs, self._src_y_pl)  # Y_s (E - V), planar
+            s_sub = _planar_power(vs, i_src).sum(-1) / 1e3
+            return shape(s_sub), shape(-_planar_power(x, i_pl).sum(-1) / 1e3)
+
         return PowerFlowResult(
-            _v_planar=shape(v_pl), v_pu=shape(v_mag / self._base_v), s_sub_kva=shape(s_sub),
-            s_load_kva=shape(s_load), losses_kva=shape(s_sub - s_load), converged=shape(conv),
-            iterations=shape(iters), residual=shape(resid), _line_currents=line_currents)
+            _v_planar=shape(v_pl), v_pu=shape(v_mag / self._base_v), converged=shape(conv),
+            iterations=shape(iters), residual=shape(resid), _line_currents=line_currents,
+            _powers=powers)

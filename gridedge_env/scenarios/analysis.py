@@ -33,12 +33,13 @@ def no_control_actions(env, state) -> torch.Tensor:
     the thermostat (``2 p / p_max - 1``)."""
     from ..core import _exog
 
-    hp, ka = env.scenario.heat_pump, env.kind_agents
+    hp, sl = env.scenario.heat_pump, env.kind_slices
     t_out = _exog(env, state)[2]
     p = thermostat_kw(hp, state.t_in_c, t_out, env.dt_h)
     a = torch.zeros(len(state.day), env.n_agents, dtype=p.dtype, device=p.device)
-    a = a.index_fill(1, ka["generator"], -1.0)
-    return a.index_copy(1, ka["heatpump"], 2 * p / hp.p_max_kw - 1)
+    a[:, sl["generator"]] = -1.0
+    a[:, sl["heatpump"]] = 2 * p / hp.p_max_kw - 1
+    return a
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ are replaced by the households (``load_scale = 0`` in the power flow).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +32,10 @@ from .placement import KINDS, Placement, place_agents
 
 @dataclass(frozen=True, eq=False)
 class Scenario:
-    """Everything a scenario fixes. Per-kind device parameters are ``(N_kind,)`` tensors in the
-    order of ``placement.kind_index``; ``household`` is ``(N,)`` over all agents."""
+    """Everything a scenario fixes. Agents are numbered kind by kind (all batteries, then heat
+    pumps, then generators, each in ``kind_index`` order), so each kind is a contiguous block
+    (:meth:`kind_slice`). Per-kind device parameters are ``(N_kind,)`` tensors in
+    ``kind_index`` order; ``household`` and ``assignment`` are ``(N,)`` over all agents."""
 
     config: ScenarioConfig
     feeder: Feeder
@@ -49,11 +52,16 @@ class Scenario:
     def n_agents(self) -> int:
         return self.placement.n_agents
 
+    def kind_slice(self, kind: str) -> slice:
+        """The agents running device ``kind``: a contiguous block, in ``kind_index`` order."""
+        k = KINDS.index(kind)
+        start = int(np.searchsorted(self.placement.kind, k))
+        return slice(start, start + int((self.placement.kind == k).sum()))
+
     def agents_of(self, kind: str) -> torch.Tensor:
         """Agent indices ``(N_kind,)`` running device ``kind``, in ``kind_index`` order."""
-        k = KINDS.index(kind)
-        idx = np.flatnonzero(self.placement.kind == k)
-        return torch.as_tensor(idx[np.argsort(self.placement.kind_index[idx])])
+        sl = self.kind_slice(kind)
+        return torch.arange(sl.start, sl.stop)
 
 
 def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None,
@@ -70,15 +78,25 @@ def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None,
         profiles = load_bundled(int(round(config.data.dt_h * 60)), dtype=dtype)
     g = torch.Generator().manual_seed(config.seed)
     counts = [int((placement.kind == k).sum()) for k in range(len(KINDS))]
+    household = sample_household(config.household, config.n_agents, generator=g, dtype=dtype)
+    # demand diversity comes from household.demand_scale, so the assignment does not scale
+    assignment = assign_agents(config.n_agents, profiles.n_households, profiles.n_pv, config.seed,
+                               scale_range=(1.0, 1.0))
+    # Number the agents kind by kind (stable: placement order within a kind, which is the
+    # kind_index order), carrying each household's draws along, so every kind is a contiguous
+    # block the step slices instead of gathering and scattering.
+    order = np.argsort(placement.kind, kind="stable")
+    perm = torch.as_tensor(order)
+    placement = Placement(node=placement.node[order], kind=placement.kind[order],
+                          kind_index=placement.kind_index[order])
     return Scenario(
         config=config, feeder=feeder, placement=placement,
-        household=sample_household(config.household, config.n_agents, generator=g, dtype=dtype),
+        household=type(household)(*(x[perm] for x in household)),
         battery=sample_battery(config.battery, counts[0], generator=g, dtype=dtype),
         heat_pump=sample_heat_pump(config.heat_pump, counts[1], generator=g, dtype=dtype),
         generator=sample_generator(config.generator, counts[2], generator=g, dtype=dtype),
         profiles=profiles,
-        # demand diversity comes from household.demand_scale, so the assignment does not scale
-        assignment=assign_agents(config.n_agents, profiles.n_households, profiles.n_pv,
-                                 config.seed, scale_range=(1.0, 1.0)),
+        assignment=dataclasses.replace(assignment, **{
+            f.name: getattr(assignment, f.name)[perm] for f in dataclasses.fields(assignment)}),
         split=split_days(profiles.n_days, config.data.split_seed, config.data.split),
     )
