@@ -206,23 +206,18 @@ def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
     demand, pv, t_out, price, _ = _exog(params, state)
     hh, hp, sl = scn.household, scn.heat_pump, params.kind_slices
     b, n = demand.shape
-    phase = 2 * torch.pi * state.t.to(demand.dtype)[:, None, None] / params.n_steps
-    obs = demand.new_empty(b, n, params.obs_dim)
-    # Per-day columns broadcast over agents; one strided write per column.
-    obs[:, :, 0:1] = torch.sin(phase)
-    obs[:, :, 1:2] = torch.cos(phase)
-    obs[:, :, 2:3] = (price / 0.5)[:, :, None]
-    torch.mul(demand, hh.demand_scale / 3.0, out=obs[:, :, 3])
-    torch.mul(pv, torch.where(hh.has_pv, hh.pv_kwp, 0.0) / 5.0, out=obs[:, :, 4])
-    obs[:, :, 5:6] = ((t_out - 10) / 10)[:, :, None]
+    phase = 2 * torch.pi * state.t.to(demand.dtype)[:, None] / params.n_steps
     band = hp.t_high_c - hp.t_low_c
-    dev_state = obs[:, :, 6]
-    dev_state[:, sl["battery"]] = 2 * state.soc - 1
-    dev_state[:, sl["heatpump"]] = (state.t_in_c - hp.t_low_c) / band * 2 - 1
-    dev_state[:, sl["generator"]] = 0.0
+    n_gen = sl["generator"].stop - sl["generator"].start
+    dev_state = torch.cat([2 * state.soc - 1, (state.t_in_c - hp.t_low_c) / band * 2 - 1,
+                           demand.new_zeros(b, n_gen)], dim=1)  # kind blocks in agent order
+    cols = [torch.sin(phase).expand(b, n), torch.cos(phase).expand(b, n),
+            (price / 0.5).expand(b, n), demand * (hh.demand_scale / 3.0),
+            pv * (torch.where(hh.has_pv, hh.pv_kwp, 0.0) / 5.0), ((t_out - 10) / 10).expand(b, n),
+            dev_state]
     if params.config.observe_voltage:
-        obs[:, :, 7] = (state.v_agent_pu - 1) / 0.05
-    return obs
+        cols.append((state.v_agent_pu - 1) / 0.05)
+    return torch.stack(cols, dim=-1)
 
 
 def global_state(params: EnvParams, state: EnvState) -> torch.Tensor:
@@ -239,12 +234,9 @@ def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:
 
 def _stage(params: EnvParams, fn):
     """``fn`` bound to ``params``, through ``torch.compile`` when ``config.compile`` is set."""
-    bound = partial(fn, params)
-    if not params.config.compile:
-        return bound
-    if fn.__name__ not in params.compiled:
-        params.compiled[fn.__name__] = torch.compile(bound)
-    return params.compiled[fn.__name__]
+    if params.config.compile and fn.__name__ not in params.compiled:
+        params.compiled[fn.__name__] = torch.compile(fn)
+    return partial(params.compiled.get(fn.__name__, fn), params)
 
 
 def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvState, StepOut]:
@@ -255,9 +247,9 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     b, n = action.shape[0], params.n_agents
     if action.shape != (b, n):
         raise ValueError(f"action must have shape (B, {n}), got {tuple(action.shape)}")
-    if not bool(torch.isfinite(action).all()):
+    s_kva, costs, soc, t_in_c, last, clipped, finite = _stage(params, _devices)(state, action)
+    if not bool(finite):  # checked after the (pure) device stage, which computes it fused
         raise ValueError("action has NaN/inf entries")
-    s_kva, costs, soc, t_in_c, last = _stage(params, _devices)(state, action)
     r = params.powerflow.solve(s_kva, load_scale=0.0, at=params.agent_node,
                                check=False)  # the injections are built here: no scan
     new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
@@ -265,7 +257,7 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     cons, rew, obs = _stage(params, _outcome)(new, costs, r.v_pu, r.line_loading, r.converged)
     cons = cons._replace(unbalance=voltage_unbalance(r.v, params.bus_phases))
     info = {"converged": r.converged, "pf_iterations": r.iterations,
-            "clipped_actions": out_of_range(action).sum(-1), "v_pu": r.v_pu,
+            "clipped_actions": clipped, "v_pu": r.v_pu,
             "line_loading": r.line_loading, "p_agent_kw": s_kva.real}
     return new, StepOut(obs, rew, costs, cons, last, torch.zeros_like(last), info)
 
@@ -279,7 +271,8 @@ def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
     """Households, devices and costs of one step (element-wise; compiled with ``compile``).
 
     Returns the agents' injections ``s_kva`` (B, N) complex (kW + j kvar, all their
-    households), the cost dict, the next ``soc`` and ``t_in_c``, and ``last`` (B,) bool.
+    households), the cost dict, the next ``soc`` and ``t_in_c``, ``last`` (B,) bool, the number
+    of clipped actions (B,) and whether every action is finite (a 0-d bool tensor).
     """
     scn, dt, n = params.scenario, params.dt_h, params.n_agents
     st, sl = params.config.straight_through, params.kind_slices
@@ -305,7 +298,9 @@ def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
         "discomfort": _block(c_h["discomfort"] * k, sl["heatpump"], n),
         "terminal": _block(term * k, sl["battery"], n),
     }
-    return torch.complex(p * k, q * k), costs, bat_state.soc, hp_state.t_in_c, last
+    clipped = out_of_range(action).sum(-1)
+    finite = torch.isfinite(action).all()
+    return torch.complex(p * k, q * k), costs, bat_state.soc, hp_state.t_in_c, last, clipped, finite
 
 
 def _outcome(params: EnvParams, new: EnvState, costs: dict, v_pu, line_loading, converged):

@@ -19,6 +19,8 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from .powerflow.solve import magnitude
+
 
 @dataclass(frozen=True)
 class RewardConfig:
@@ -78,7 +80,7 @@ def voltage_unbalance(v_complex: torch.Tensor, bus_phases: torch.Tensor) -> torc
         return v_complex.real.new_zeros(v_complex.shape[0], 0)
     a = torch.exp(torch.tensor(2j * torch.pi / 3, dtype=v_complex.dtype))
     va, vb, vc = (v_complex[:, bus_phases[:, k]] for k in range(3))
-    return (va + a * a * vb + a * vc).abs() / (va + a * vb + a * a * vc).abs()
+    return magnitude(va + a * a * vb + a * vc) / magnitude(va + a * vb + a * a * vc)
 
 
 def lagrangian(costs, cons: Constraints, dual_v_over, dual_v_under, dual_line) -> torch.Tensor:

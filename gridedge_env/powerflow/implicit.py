@@ -152,11 +152,13 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
         # error estimate (rho from successive steps; 0.99 before there are two), not the bare
         # step, so slow contraction near voltage collapse does not stop early and fast
         # contraction does not iterate in vain.
-        rho = np.full(len(step), 0.99)
-        np.divide(step, prev, out=rho, where=prev > 0)
-        np.minimum(rho, 0.99, out=rho)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.minimum(step / prev, 0.99) if k > 1 else np.full(len(step), 0.99)
         prev = step
-        done = (step * rho <= cfg.tol * (1 - rho)) | (step <= floor)  # floor: rounding noise
+        est = step * rho / (1 - rho)
+        if k < cfg.max_iter and est.min() > cfg.tol and step.max() <= 10.0 and step.min() > floor:
+            continue  # nobody stops this iteration (the common case: a few numpy calls)
+        done = (est <= cfg.tol) | (step <= floor)  # floor: rounding noise
         dead = ~(step <= 10.0)  # diverging or non-finite: leave it to Newton
         stop = done | dead | (k == cfg.max_iter)
         if not stop.any():

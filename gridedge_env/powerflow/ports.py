@@ -134,10 +134,12 @@ class DenseNetwork:
         self.mt = t(_planar_matrix(mpp))  # (2m, 2m)
         self._a_il = t(np.stack([a.real, a.imag], axis=1).reshape(1, -1))  # (1, 2m) interleaved
         self._mc_il = t(_conj_interleaved(-mpp))  # (2m, 2m): g -> -M conj(g), interleaved
-        self._zc = t(_planar_matrix(zc))  # (2m, 2n)
-        self._w = t(np.concatenate([w.real, w.imag])[None])  # (1, 2n)
-        self._line_k = t(_planar_matrix(yb @ zc))  # (2m, 2r)
-        self._line_0 = t(np.concatenate([(yb @ w).real, (yb @ w).imag])[None])
+        # g -> V = w - Z C conj(g) and g -> I_line = Yb w - Yb Z C conj(g), interleaved
+        self._w_il = t(np.stack([w.real, w.imag], axis=1).reshape(1, -1))  # (1, 2n)
+        self._zc_il = t(_conj_interleaved(-zc))  # (2m, 2n)
+        line_0 = yb @ w
+        self._line_0_il = t(np.stack([line_0.real, line_0.imag], axis=1).reshape(1, -1))
+        self._line_k_il = t(_conj_interleaved(-(yb @ zc)))  # (2m, 2r)
         self.w_v, self.n, self.r = w, n, yb.shape[0]
 
     def m_apply(self, i_flat: torch.Tensor) -> torch.Tensor:
@@ -154,15 +156,19 @@ class DenseNetwork:
         out = torch.addmm(self._a_il, torch.view_as_real(g).reshape(b, 2 * m), self._mc_il)
         return torch.view_as_complex(out.reshape(b, m, 2))
 
-    def node_voltages(self, i_pl: torch.Tensor) -> torch.Tensor:
-        """``w + Z C i`` as planar ``(B, 2, n)``; differentiable."""
-        b = i_pl.shape[0]
-        return torch.addmm(self._w, i_pl.reshape(b, -1), self._zc).reshape(b, 2, self.n)
+    def node_voltages(self, g: torch.Tensor) -> torch.Tensor:
+        """Complex node voltages ``(B, n)`` for port loads ``g = conj(-i)`` ``(B, m)``;
+        differentiable."""
+        b, m = g.shape
+        out = torch.addmm(self._w_il, torch.view_as_real(g).reshape(b, 2 * m), self._zc_il)
+        return torch.view_as_complex(out.reshape(b, self.n, 2))
 
-    def line_currents(self, i_pl: torch.Tensor, v_pl: torch.Tensor) -> torch.Tensor:
-        """Terminal-1 line-phase currents, planar ``(B, 2, r)``; differentiable."""
-        b = i_pl.shape[0]
-        return torch.addmm(self._line_0, i_pl.reshape(b, -1), self._line_k).reshape(b, 2, self.r)
+    def line_currents(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Complex terminal-1 line-phase currents ``(B, r)`` (``v``: unused here)."""
+        b, m = g.shape
+        out = torch.addmm(self._line_0_il, torch.view_as_real(g).reshape(b, 2 * m),
+                          self._line_k_il)
+        return torch.view_as_complex(out.reshape(b, self.r, 2))
 
 
 class _SparseLinear(torch.autograd.Function):
@@ -224,28 +230,33 @@ class SparseNetwork:
     def mh_apply(self, lam_flat):
         return self._zc(lam_flat, "H")
 
-    def node_voltages(self, i_pl):
-        b = i_pl.shape[0]
+    def node_voltages(self, g: torch.Tensor) -> torch.Tensor:
+        """Complex node voltages ``(B, n)`` for port loads ``g = conj(-i)``; differentiable."""
+        b = g.shape[0]
 
         def fwd(x):
             return self._rows(self.lu.solve(self.c @ self._cols(x)))
 
-        def adj(g):
-            return self._rows(self.c.T @ self.lu.solve(self._cols(g), trans="H"))
+        def adj(gr):
+            return self._rows(self.c.T @ self.lu.solve(self._cols(gr), trans="H"))
 
-        dv = _SparseLinear.apply(i_pl.reshape(b, -1), fwd, adj)
-        return (self._w + dv).reshape(b, 2, self.n)
+        i_flat = torch.cat([-g.real, g.imag], dim=1)
+        v = (self._w + _SparseLinear.apply(i_flat, fwd, adj)).reshape(b, 2, self.n)
+        return torch.complex(v[:, 0], v[:, 1])
 
-    def line_currents(self, i_pl, v_pl):
-        b = v_pl.shape[0]
+    def line_currents(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Complex terminal-1 line-phase currents ``(B, r)`` from the node voltages ``v``."""
+        b = v.shape[0]
 
         def fwd(x):
             return self._rows(self._yb @ self._cols(x))
 
-        def adj(g):
-            return self._rows(self._yb.conj().T @ self._cols(g))
+        def adj(gr):
+            return self._rows(self._yb.conj().T @ self._cols(gr))
 
-        return _SparseLinear.apply(v_pl.reshape(b, -1), fwd, adj).reshape(b, 2, self.r)
+        out = _SparseLinear.apply(torch.cat([v.real, v.imag], dim=1), fwd, adj)
+        out = out.reshape(b, 2, self.r)
+        return torch.complex(out[:, 0], out[:, 1])
 
 
 def make_network(feeder: Feeder, ports: Ports, device, dtype, backend: str = "auto"):

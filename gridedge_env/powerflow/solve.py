@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..network.feeder import Feeder
-from .implicit import PortSolve, Settings, port_current
+from .implicit import PortSolve, Settings, _conj_load
 from .ports import build_ports, make_network
 
 
@@ -41,7 +41,7 @@ class PowerFlowResult:
     converged: ``(...,)`` bool; iterations: ``(...,)`` fixed-point (+ Newton) iterations;
     residual: ``(...,)`` last step (fixed point) or residual (Newton), p.u. of no-load voltage.
 
-    Everything but ``v_pu`` and the convergence fields is computed on first access (the line
+    Everything but ``v``, ``v_pu`` and the convergence fields is computed on first access (the line
     currents are one more matrix product), so a caller that needs only ``v_pu`` pays only for it.
     """
 
@@ -49,13 +49,9 @@ class PowerFlowResult:
     converged: torch.Tensor
     iterations: torch.Tensor
     residual: torch.Tensor
-    _v_planar: torch.Tensor = field(repr=False, default=None)  # (..., 2, n_nodes)
+    v: torch.Tensor = field(repr=False, default=None)
     _line_currents: object = field(repr=False, default=None)
     _powers: object = field(repr=False, default=None)
-
-    @cached_property
-    def v(self) -> torch.Tensor:
-        return torch.complex(self._v_planar[..., 0, :], self._v_planar[..., 1, :])
 
     @cached_property
     def i_line_a(self) -> torch.Tensor:
@@ -78,9 +74,11 @@ class PowerFlowResult:
         return self.s_sub_kva - self.s_load_kva
 
 
-def _planar_power(v: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-    """``v * conj(i)`` for planar ``(B, 2, k)`` tensors, as a complex ``(B, k)``."""
-    return torch.complex(v[:, 0] * i[:, 0] + v[:, 1] * i[:, 1], v[:, 1] * i[:, 0] - v[:, 0] * i[:, 1])
+def magnitude(z: torch.Tensor) -> torch.Tensor:
+    """``|z|`` of a complex tensor: the 2-norm of its (re, im) view, ~3x faster than
+    ``z.abs()`` (whose hypot guards against overflow no voltage or current needs) and with
+    zero gradient at 0."""
+    return torch.linalg.vector_norm(torch.view_as_real(z), dim=-1)
 
 
 def _cplx(dtype: torch.dtype) -> torch.dtype:
@@ -186,8 +184,7 @@ class PowerFlow:
         k = len(f.source_emf_v)
         self._src_nodes = torch.as_tensor(src.conductor_nodes[:k], device=dev)
         ys = src.y_prim[:k, :k]
-        # planar Y_s: [p (re/im of V), q (re/im of I), j (out), k (in)]
-        self._src_y_pl = t(np.array([[ys.real, ys.imag], [-ys.imag, ys.real]]), rd)
+        self._src_y = t(ys)
         self._src_emf = t(f.source_emf_v)
         line_names = f.line_names
         self.line_phase_names = tuple(
@@ -277,9 +274,9 @@ class PowerFlow:
         c_I and y_Z are None unless some load has constant-current/impedance parts.
         ``s_kva``: ``(B, n_nodes)``, or ``(B, k)`` injected at ``ports`` ``(k,)``."""
         s_p = self._scaled(scale, 0)
-        if s_kva is not None and ports is not None:
-            inj = torch.view_as_real(s_kva).permute(0, 2, 1) * 1e3
-            s_p = s_p.index_add(2, ports, inj)
+        if s_kva is not None and ports is not None:  # complex index_add: the fast one
+            inj = s_kva.new_zeros(s_kva.shape[0], self.n_ports).index_add(1, ports, s_kva)
+            s_p = s_p + torch.stack([inj.real, inj.imag], dim=1) * 1e3
         elif s_kva is not None and len(self._inj_nodes):
             inj = torch.stack([s_kva.real, s_kva.imag], dim=1)[:, :, self._inj_nodes] * 1e3
             s_p = s_p.index_add(2, self._inj_port, inj)
@@ -333,26 +330,25 @@ class PowerFlow:
         if not bool(conv.all()):  # no gradient through scenarios that did not converge
             ok = conv[:, None, None]
             coeffs = tuple(None if c is None else torch.where(ok, c, c.detach()) for c in coeffs)
-        i_pl = port_current(x, *coeffs)  # (B, 2, m), A
-        v_pl = self.network.node_voltages(i_pl)
-        v_mag = torch.hypot(v_pl[:, 0], v_pl[:, 1])
+        u = torch.complex(x[:, 0], x[:, 1])  # (B, m) port voltages, V
+        g = _conj_load(u, *(None if c is None else torch.complex(c[:, 0], c[:, 1])
+                            for c in coeffs))  # conj(-i): what the ports draw
+        v = self.network.node_voltages(g)
 
         def shape(t):
             return t.reshape(tuple(batch) + tuple(t.shape[1:]))
 
         def line_currents():
-            i_pl_line = self.network.line_currents(i_pl, v_pl)
-            i_line = torch.complex(i_pl_line[:, 0], i_pl_line[:, 1])
-            return shape(i_line), shape(i_line.abs() * self._inv_amps)
+            i_line = self.network.line_currents(g, v)
+            return shape(i_line), shape(magnitude(i_line) * self._inv_amps)
 
         def powers():
-            vs = v_pl[:, :, self._src_nodes]  # (B, 2, k) source-bus voltages
-            e = torch.view_as_real(self._src_emf).T  # (2, k)
-            i_src = torch.einsum("bpk,pqjk->bqj", e - vs, self._src_y_pl)  # Y_s (E - V), planar
-            s_sub = _planar_power(vs, i_src).sum(-1) / 1e3
-            return shape(s_sub), shape(-_planar_power(x, i_pl).sum(-1) / 1e3)
+            vs = v[:, self._src_nodes]  # (B, k) source-bus voltages
+            i_src = (self._src_emf - vs) @ self._src_y.T  # Y_s (E - V)
+            s_sub = (vs * i_src.conj()).sum(-1) / 1e3
+            return shape(s_sub), shape((u * g).sum(-1) / 1e3)
 
         return PowerFlowResult(
-            _v_planar=shape(v_pl), v_pu=shape(v_mag / self._base_v), converged=shape(conv),
+            v=shape(v), v_pu=shape(magnitude(v) / self._base_v), converged=shape(conv),
             iterations=shape(iters), residual=shape(resid), _line_currents=line_currents,
             _powers=powers)
