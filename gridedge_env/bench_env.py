@@ -1,10 +1,11 @@
 """``gridedge-bench env``: agent-steps/s of the batched core against OpenDSS-stepped power flows.
 
-Both run the same scenario with the same (constant) actions: device dynamics, costs and rewards
-are the core's own torch code in both; only the power flow differs. Ours solves all ``num_envs``
-days of a step in one batched call; the peer, :class:`OpenDSSPowerFlow`, solves them one by one
-through opendssdirect.py (the agents' injections written as single-phase loads, voltages and all
-line currents read back) at the same tolerance (1e-8 p.u.).
+Both run the same scenario with the same (constant) actions over the same number of days:
+device dynamics, costs and rewards are the core's own batched torch code in both; only the power
+flow differs. Ours solves all ``num_envs`` days of a step in one batched call; the peer,
+:class:`OpenDSSPowerFlow`, solves them one by one through opendssdirect.py (the agents'
+injections written as single-phase loads, voltages and all line currents read back) at the same
+tolerance (1e-8 p.u.).
 """
 
 from __future__ import annotations
@@ -105,29 +106,50 @@ class OpenDSSPowerFlow:
                                converged=torch.as_tensor(conv), iterations=torch.as_tensor(iters))
 
 
-def _day(params, num_envs: int, steps: int) -> float:
+def _day(params, num_envs: int, steps: int) -> tuple[float, object]:
     state, _ = reset(params, num_envs, seed=0)
-    action = torch.zeros(num_envs, params.n_agents, dtype=params.node_mask.dtype)
+    action = torch.zeros(num_envs, params.n_agents, dtype=params.node_mask.dtype,
+                         device=params.node_mask.device)
+    sync = torch.cuda.synchronize if params.node_mask.is_cuda else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     with torch.no_grad():
         for _ in range(steps):
             state, out = step(params, state, action)
+    sync()
     return time.perf_counter() - t0, out
 
 
 def bench_env(env_id: str = "ieee123-1000-v0", num_envs: int = 64, steps: int = 48,
-              opendss_envs: int = 4) -> dict:
-    params = env_params(env_id)
-    _day(params, num_envs, 2)  # warm-up
-    t_ours, out = _day(params, num_envs, steps)
-    nodes = params.powerflow.injection_nodes
-    peer = dataclasses.replace(params, powerflow=OpenDSSPowerFlow(params.scenario.feeder, nodes))
-    n_dss = min(opendss_envs, num_envs)
+              opendss_envs: int | None = None, device: str = "cpu", dtype: str = "fp64",
+              compile: bool = False, repeats: int = 3) -> dict:
+    """Agent-steps/s of the core (best of ``repeats`` runs of ``steps`` steps) and of the same
+    scenario with OpenDSS solving each step's power flows, on ``opendss_envs`` days (default
+    ``min(num_envs, 64)``: the peer then shares our batched device code over as many days,
+    and its per-day cost is flat beyond that). OpenDSS computes in float64, so the peer runs the
+    float64 environment (same ``compile``) whatever ``dtype`` ours uses."""
+    dt = {"fp64": torch.float64, "fp32": torch.float32}[dtype]
+    params = env_params(env_id, device=device, dtype=dt, compile=compile)
+    t_warm = time.perf_counter()
+    _day(params, num_envs, 2)  # warm-up (and compilation with compile=True)
+    t_warm = time.perf_counter() - t_warm
+    t_ours, out = min((_day(params, num_envs, steps) for _ in range(max(1, repeats))),
+                      key=lambda r: r[0])
+    ref = params if dt == torch.float64 and device == "cpu" else env_params(
+        env_id, compile=compile)
+    nodes = ref.powerflow.injection_nodes
+    peer = dataclasses.replace(ref, powerflow=OpenDSSPowerFlow(ref.scenario.feeder, nodes))
+    n_dss = min(num_envs, 64) if opendss_envs is None else min(opendss_envs, num_envs)
+    _day(peer, n_dss, 1)  # warm-up
     t_dss, out_dss = _day(peer, n_dss, steps)
     ours = num_envs * params.n_agents * steps / t_ours
     dss = n_dss * params.n_agents * steps / t_dss
-    agree = float((out.info["v_pu"][:n_dss] - out_dss.info["v_pu"]).abs().max())
+    agree = float((out.info["v_pu"][:n_dss].cpu().double() - out_dss.info["v_pu"]).abs().max())
     return {"env": env_id, "n_agents": params.n_agents, "num_envs": num_envs, "steps": steps,
+            "device": str(params.node_mask.device), "dtype": dtype, "compile": compile,
             "ours_agent_steps_per_s": round(ours, 1), "opendss_agent_steps_per_s": round(dss, 1),
             "opendss_envs_timed": n_dss, "ratio_vs_opendss": round(ours / dss, 2),
-            "max_v_diff_pu_last_step": agree, "machine": machine()}
+            "ours_step_ms": round(t_ours / steps * 1e3, 3),
+            "mean_pf_iterations": round(float(out.info["pf_iterations"].float().mean()), 2),
+            "warmup_s": round(t_warm, 1), "max_v_diff_pu_last_step": agree,
+            "machine": machine()}

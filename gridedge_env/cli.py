@@ -60,7 +60,7 @@ def validate_main(argv=None) -> int:
 
 def bench_main(argv=None) -> int:
     """``gridedge-bench powerflow --feeder F --batch N [--device] [--dtype] [--json]`` or
-    ``gridedge-bench env --scenario ID --num-envs N [--json]``."""
+    ``gridedge-bench env --scenario ID --num-envs N [--device] [--dtype] [--compile] [--json]``."""
     ap = argparse.ArgumentParser(prog="gridedge-bench", description=bench_main.__doc__)
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("powerflow", help="solves/s of our power flow vs OpenDSS")
@@ -79,13 +79,20 @@ def bench_main(argv=None) -> int:
     e.add_argument("--scenario", default="ieee123-1000-v0")
     e.add_argument("--num-envs", type=int, default=64)
     e.add_argument("--steps", type=int, default=48)
-    e.add_argument("--opendss-envs", type=int, default=4)
+    e.add_argument("--opendss-envs", type=int, default=None,
+                   help="days the OpenDSS peer steps (default: min(num_envs, 64))")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--dtype", choices=["fp64", "fp32"], default="fp64")
+    e.add_argument("--compile", action="store_true",
+                   help="torch.compile the step's element-wise stages (EnvConfig.compile)")
+    e.add_argument("--repeats", type=int, default=3, help="time ours as the best of this many days")
     e.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args(argv)
     if args.what == "env":
         from .bench_env import bench_env
 
-        out = bench_env(args.scenario, args.num_envs, args.steps, args.opendss_envs)
+        out = bench_env(args.scenario, args.num_envs, args.steps, args.opendss_envs, args.device,
+                        args.dtype, args.compile, args.repeats)
         for k, v in out.items():
             print(f"{k:32} {v}")
         if args.json:

@@ -29,6 +29,7 @@ import torch
 
 from .costs import (
     Constraints,
+    CostChannels,
     RewardConfig,
     constraints,
     energy_bill,
@@ -83,7 +84,7 @@ class EnvState(NamedTuple):
 class StepOut(NamedTuple):
     obs: torch.Tensor  # (B, N, obs_dim)
     reward: torch.Tensor  # (B, N)
-    costs: dict  # name -> (B, N) GBP: energy, degradation, fuel, discomfort, terminal
+    costs: CostChannels  # name -> (B, N) GBP: energy, degradation, fuel, discomfort, terminal
     constraints: Constraints
     terminated: torch.Tensor  # (B,) bool
     truncated: torch.Tensor  # (B,) bool (always False: days end by termination)
@@ -227,11 +228,6 @@ def global_state(params: EnvParams, state: EnvState) -> torch.Tensor:
     return torch.cat([obs.flatten(1), (state.v_agent_pu - 1) / 0.05], dim=1)
 
 
-def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:
-    """``(B, N_kind)`` values of one kind's block as ``(B, n)``, zero for the other agents."""
-    return torch.nn.functional.pad(x, (sl.start, n - sl.stop))
-
-
 def _stage(params: EnvParams, fn):
     """``fn`` bound to ``params``, through ``torch.compile`` when ``config.compile`` is set."""
     if params.config.compile and fn.__name__ not in params.compiled:
@@ -247,15 +243,20 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     b, n = action.shape[0], params.n_agents
     if action.shape != (b, n):
         raise ValueError(f"action must have shape (B, {n}), got {tuple(action.shape)}")
-    s_kva, costs, soc, t_in_c, last, clipped, finite = _stage(params, _devices)(state, action)
+    s_kva, parts, cost_agent, soc, t_in_c, last, clipped, finite = _stage(params, _devices)(
+        state, action)
     if not bool(finite):  # checked after the (pure) device stage, which computes it fused
         raise ValueError("action has NaN/inf entries")
     r = params.powerflow.solve(s_kva, load_scale=0.0, at=params.agent_node,
                                check=False)  # the injections are built here: no scan
     new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
                    v_agent_pu=r.v_pu[:, params.agent_node], done=last, exog=state.exog)
-    cons, rew, obs = _stage(params, _outcome)(new, costs, r.v_pu, r.line_loading, r.converged)
+    cons, rew, obs = _stage(params, _outcome)(new, cost_agent, r.v_pu, r.line_loading,
+                                              r.converged)
     cons = cons._replace(unbalance=voltage_unbalance(r.v, params.bus_phases))
+    sl = params.kind_slices
+    costs = CostChannels(parts, {"degradation": sl["battery"], "terminal": sl["battery"],
+                                 "fuel": sl["generator"], "discomfort": sl["heatpump"]}, n)
     info = {"converged": r.converged, "pf_iterations": r.iterations,
             "clipped_actions": clipped, "v_pu": r.v_pu,
             "line_loading": r.line_loading, "p_agent_kw": s_kva.real}
@@ -271,8 +272,9 @@ def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
     """Households, devices and costs of one step (element-wise; compiled with ``compile``).
 
     Returns the agents' injections ``s_kva`` (B, N) complex (kW + j kvar, all their
-    households), the cost dict, the next ``soc`` and ``t_in_c``, ``last`` (B,) bool, the number
-    of clipped actions (B,) and whether every action is finite (a 0-d bool tensor).
+    households), the cost parts (energy (B, N), the others per kind block), the total cost per
+    agent (B, N), the next ``soc`` and ``t_in_c``, ``last`` (B,) bool, the number of clipped
+    actions (B,) and whether every action is finite (a 0-d bool tensor).
     """
     scn, dt, n = params.scenario, params.dt_h, params.n_agents
     st, sl = params.config.straight_through, params.kind_slices
@@ -291,24 +293,27 @@ def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
     k = scn.config.households_per_agent
     last = state.t == params.n_steps - 1
     term = battery.terminal_cost(scn.battery, state.soc_init, bat_state.soc) * last[:, None]
-    costs = {
+    parts = {  # per agent (energy) or per kind block (the rest), GBP for all k households
         "energy": energy_bill(p, price, export, dt) * k,
-        "degradation": _block(c_b["degradation"] * k, sl["battery"], n),
-        "fuel": _block(c_g["fuel"] * k, sl["generator"], n),
-        "discomfort": _block(c_h["discomfort"] * k, sl["heatpump"], n),
-        "terminal": _block(term * k, sl["battery"], n),
+        "degradation": c_b["degradation"] * k,
+        "fuel": c_g["fuel"] * k,
+        "discomfort": c_h["discomfort"] * k,
+        "terminal": term * k,
     }
+    total = parts["energy"] + torch.cat(
+        [parts["degradation"] + parts["terminal"], parts["discomfort"], parts["fuel"]], dim=1)
     clipped = out_of_range(action).sum(-1)
     finite = torch.isfinite(action).all()
-    return torch.complex(p * k, q * k), costs, bat_state.soc, hp_state.t_in_c, last, clipped, finite
+    return (torch.complex(p * k, q * k), parts, total, bat_state.soc, hp_state.t_in_c, last,
+            clipped, finite)
 
 
-def _outcome(params: EnvParams, new: EnvState, costs: dict, v_pu, line_loading, converged):
+def _outcome(params: EnvParams, new: EnvState, cost_agent, v_pu, line_loading, converged):
     """Constraint terms (without the unbalance report), rewards and the next observations."""
     lim = params.scenario.config.limits
     cons = constraints(v_pu, line_loading, lim.v_min_pu, lim.v_max_pu, lim.line_loading_max,
                        params.node_mask)
-    rew = reward(params.config.reward, sum(costs.values()), cons, params.agent_node, ~converged)
+    rew = reward(params.config.reward, cost_agent, cons, params.agent_node, ~converged)
     return cons, rew, observe(params, new)
 
 

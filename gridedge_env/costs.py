@@ -14,6 +14,7 @@ passes its own per-constraint multipliers to :func:`lagrangian` instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -52,6 +53,37 @@ class Constraints(NamedTuple):
     v_under_pu: torch.Tensor  # (B, n_nodes) exceedance below v_min (0 at source nodes)
     line_over: torch.Tensor  # (B, n_line_phases) current / rating - limit, where positive
     unbalance: torch.Tensor  # (B, n_3ph_buses) voltage unbalance factor |V-| / |V+| (report)
+
+
+class CostChannels(Mapping):
+    """Per-agent cost channels, name -> ``(B, N)`` GBP, a read-only mapping.
+
+    Device costs are computed per device kind, ``(B, N_kind)`` over the kind's contiguous block
+    of agents; each is widened to ``(B, N)`` (zero for the other agents) only when asked for, so
+    a step does not write four mostly-zero ``(B, N)`` arrays nobody reads. ``blocks`` gives the
+    raw per-kind tensors and their agent slices.
+    """
+
+    def __init__(self, parts: dict, slices: dict, n_agents: int):
+        self.blocks = {k: (v, slices.get(k)) for k, v in parts.items()}
+        self._n = n_agents
+        self._full: dict = {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._full:
+            x, sl = self.blocks[name]
+            self._full[name] = x if sl is None else torch.nn.functional.pad(
+                x, (sl.start, self._n - sl.stop))
+        return self._full[name]
+
+    def __iter__(self):
+        return iter(self.blocks)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __repr__(self) -> str:
+        return f"CostChannels({list(self.blocks)})"
 
 
 def energy_bill(p_kw, price, export_price, dt_h: float) -> torch.Tensor:
