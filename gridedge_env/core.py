@@ -243,11 +243,11 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     b, n = action.shape[0], params.n_agents
     if action.shape != (b, n):
         raise ValueError(f"action must have shape (B, {n}), got {tuple(action.shape)}")
-    s_kva, parts, cost_agent, soc, t_in_c, last, clipped, finite = _stage(params, _devices)(
-        state, action)
+    p_kw, q_kvar, parts, cost_agent, soc, t_in_c, last, clipped, finite = _stage(
+        params, _devices)(state, action)
     if not bool(finite):  # checked after the (pure) device stage, which computes it fused
         raise ValueError("action has NaN/inf entries")
-    r = params.powerflow.solve(s_kva, load_scale=0.0, at=params.agent_node,
+    r = params.powerflow.solve(torch.complex(p_kw, q_kvar), load_scale=0.0, at=params.agent_node,
                                check=False)  # the injections are built here: no scan
     new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
                    v_agent_pu=r.v_pu[:, params.agent_node], done=last, exog=state.exog)
@@ -259,7 +259,7 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
                                  "fuel": sl["generator"], "discomfort": sl["heatpump"]}, n)
     info = {"converged": r.converged, "pf_iterations": r.iterations,
             "clipped_actions": clipped, "v_pu": r.v_pu,
-            "line_loading": r.line_loading, "p_agent_kw": s_kva.real}
+            "line_loading": r.line_loading, "p_agent_kw": p_kw}
     return new, StepOut(obs, rew, costs, cons, last, torch.zeros_like(last), info)
 
 
@@ -271,8 +271,8 @@ def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:
 def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
     """Households, devices and costs of one step (element-wise; compiled with ``compile``).
 
-    Returns the agents' injections ``s_kva`` (B, N) complex (kW + j kvar, all their
-    households), the cost parts (energy (B, N), the others per kind block), the total cost per
+    Returns the agents' injections ``p_kw``, ``q_kvar`` (B, N) (all their households, load
+    convention), the cost parts (energy (B, N), the others per kind block), the total cost per
     agent (B, N), the next ``soc`` and ``t_in_c``, ``last`` (B,) bool, the number of clipped
     actions (B,) and whether every action is finite (a 0-d bool tensor).
     """
@@ -304,8 +304,7 @@ def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
         [parts["degradation"] + parts["terminal"], parts["discomfort"], parts["fuel"]], dim=1)
     clipped = out_of_range(action).sum(-1)
     finite = torch.isfinite(action).all()
-    return (torch.complex(p * k, q * k), parts, total, bat_state.soc, hp_state.t_in_c, last,
-            clipped, finite)
+    return p * k, q * k, parts, total, bat_state.soc, hp_state.t_in_c, last, clipped, finite
 
 
 def _outcome(params: EnvParams, new: EnvState, cost_agent, v_pu, line_loading, converged):

@@ -91,3 +91,49 @@ def test_registry_errors():
         env_params("ieee13-50-v0", split="holdout")
     with pytest.raises(ConfigError, match="kind"):
         env_params("ieee13-50-v0", reward={"kind": "selfish"})
+
+
+def test_cost_channels_widen_kind_blocks_and_sum_to_the_reward(params):
+    state, _ = reset(params, 2, seed=4)
+    a = torch.linspace(-1, 1, params.n_agents, dtype=torch.float64).expand(2, -1).contiguous()
+    for _ in range(params.n_steps):  # to the last step, where the terminal cost appears
+        state, out = step(params, state, a)
+    costs = out.costs
+    assert set(costs) == {"energy", "degradation", "fuel", "discomfort", "terminal"}
+    for name, (block, sl) in costs.blocks.items():
+        full = costs[name]
+        assert full.shape == (2, params.n_agents)
+        if sl is not None:  # zero outside the kind's block, the block inside
+            torch.testing.assert_close(full[:, sl], block, rtol=0, atol=0)
+            assert (full[:, : sl.start] == 0).all() and (full[:, sl.stop:] == 0).all()
+    assert (costs["terminal"] != 0).any()
+    total = sum(costs.values())  # team reward: minus the feeder total (cost + penalties)
+    pen = params.config.reward.voltage_weight_gbp_per_pu * (
+        out.constraints.v_over_pu + out.constraints.v_under_pu).sum(-1)
+    pen = pen + params.config.reward.line_weight_gbp * out.constraints.line_over.sum(-1)
+    torch.testing.assert_close(out.reward[:, 0], -(total.sum(-1) + pen), rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_compiled_stages_match_eager_forward_and_gradient():
+    """``compile=True`` (torch.compile of the element-wise stages) changes speed, not results."""
+    eager, comp = env_params("ieee13-50-v0"), env_params("ieee13-50-v0", compile=True)
+    days = eager.scenario.split.test[:3]
+    g = torch.Generator().manual_seed(1)
+    a = (1.8 * torch.rand(3, 4, eager.n_agents, generator=g, dtype=torch.float64) - 0.9)
+    grads = []
+    for params in (eager, comp):
+        x = a.clone().requires_grad_(True)
+        state, _ = reset(params, 3, days=days)
+        total, outs = x.new_zeros(()), []
+        for t in range(4):
+            state, out = step(params, state, x[:, t])
+            outs.append(out)
+            total = total + lagrangian(out.costs.values(), out.constraints, 50.0, 80.0, 5.0)
+        grads.append((torch.autograd.grad(total, x)[0], outs))
+    (g_e, o_e), (g_c, o_c) = grads
+    for e, c in zip(o_e, o_c, strict=True):
+        torch.testing.assert_close(c.obs, e.obs, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(c.reward, e.reward, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(c.info["v_pu"], e.info["v_pu"], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_c, g_e, rtol=1e-10, atol=1e-12)

@@ -78,3 +78,36 @@ def test_no_control_violates_on_a_meaningful_share_of_days(name):
     assert 0.2 <= stats.share_days_violating <= 0.9
     assert stats.share_days_overvoltage > 0.1  # midday PV export
     assert stats.v_max_pu > 1.05 and stats.max_line_loading > 1.0
+
+
+def test_agents_are_numbered_kind_by_kind_carrying_their_draws():
+    """build_scenario renumbers agents so each kind is a contiguous block; every agent keeps
+    the node, kind, kind_index and household draws it had in placement order."""
+    import torch
+
+    from gridedge_env.data import assign_agents, load_bundled
+    from gridedge_env.devices import sample_household
+    from gridedge_env.scenarios.placement import KINDS
+
+    cfg = load_scenario("ieee13-50")
+    scn = build_scenario(cfg)
+    raw = place_agents(scn.feeder, cfg.n_agents, cfg.device_mix, cfg.seed)
+    order = np.argsort(raw.kind, kind="stable")
+    np.testing.assert_array_equal(scn.placement.node, raw.node[order])
+    np.testing.assert_array_equal(scn.placement.kind_index, raw.kind_index[order])
+    names = scn.placement.names()
+    start = 0
+    for k, kind in enumerate(KINDS):
+        sl = scn.kind_slice(kind)
+        assert sl.start == start and (scn.placement.kind[sl] == k).all()
+        assert names[sl][:2] == [f"{kind}_0", f"{kind}_1"][: sl.stop - sl.start]
+        torch.testing.assert_close(scn.agents_of(kind), torch.arange(sl.start, sl.stop))
+        start = sl.stop
+    assert start == cfg.n_agents
+    g = torch.Generator().manual_seed(cfg.seed)
+    hh = sample_household(cfg.household, cfg.n_agents, generator=g, dtype=torch.float64)
+    for got, want in zip(scn.household, hh, strict=True):
+        torch.testing.assert_close(got, want[torch.as_tensor(order)])
+    prof = load_bundled(int(round(cfg.data.dt_h * 60)))
+    a = assign_agents(cfg.n_agents, prof.n_households, prof.n_pv, cfg.seed, scale_range=(1, 1))
+    torch.testing.assert_close(scn.assignment.household, a.household[torch.as_tensor(order)])

@@ -166,3 +166,33 @@ class TestBadInput:
             PowerFlow(ieee13, on_nonconvergence="ignore")
         with pytest.raises(KeyError, match="999.1"):
             PowerFlow(ieee13, injection_nodes=["999.1"])
+
+
+def test_injections_at_nodes_match_the_full_vector(ieee13):
+    """``solve(s, at=nodes)`` sums repeated nodes and equals the ``(B, n_nodes)`` form."""
+    nodes = [ieee13.node_index(n) for n in ("675.1", "675.2", "611.3", "652.1")]
+    pf = PowerFlow(ieee13, injection_nodes=nodes)
+    at = torch.tensor([nodes[0], nodes[2], nodes[0], nodes[3], nodes[1]])
+    g = torch.Generator().manual_seed(2)
+    s = torch.complex(torch.rand(3, 5, generator=g, dtype=torch.float64) * 80 - 40,
+                      torch.rand(3, 5, generator=g, dtype=torch.float64) * 20)
+    full = torch.zeros(3, ieee13.n_nodes, dtype=torch.complex128).index_add(1, at, s)
+    r_at, r_full = pf.solve(s, 0.7, at=at), pf.solve(full, 0.7)
+    torch.testing.assert_close(r_at.v, r_full.v, rtol=0, atol=1e-9)
+    torch.testing.assert_close(r_at.line_loading, r_full.line_loading, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="not one of this PowerFlow's injection_nodes"):
+        pf.solve(s[:, :1], at=torch.tensor([ieee13.node_index("680.1")]))
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 5\)"):
+        pf.solve(s[:, :4], at=at)
+    with pytest.raises(ValueError, match="NaN/inf.*652.1"):
+        pf.solve(s.index_fill(1, torch.tensor([3]), float("nan")), at=at)
+
+
+def test_magnitude_matches_abs_with_zero_gradient_at_zero():
+    from gridedge_env.powerflow.solve import magnitude
+
+    z = torch.complex(torch.randn(50, dtype=torch.float64), torch.randn(50, dtype=torch.float64))
+    torch.testing.assert_close(magnitude(z), z.abs(), rtol=1e-15, atol=0)
+    zero = torch.zeros(2, dtype=torch.complex128, requires_grad=True)
+    (g,) = torch.autograd.grad(magnitude(zero).sum(), zero)
+    assert torch.isfinite(torch.view_as_real(g)).all()
