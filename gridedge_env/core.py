@@ -75,7 +75,7 @@ class EnvState(NamedTuple):
     soc: torch.Tensor  # (B, N_battery)
     soc_init: torch.Tensor  # (B, N_battery), for the terminal penalty
     t_in_c: torch.Tensor  # (B, N_heatpump)
-    v_agent_pu: torch.Tensor  # (B, N) voltage at each agent's node in the previous step
+    v_pu: torch.Tensor  # (B, n_nodes) node voltages of the previous step (1 at reset), p.u.
     done: torch.Tensor  # (B,) bool
     exog: tuple  # the day's data, gathered at reset: demand_kw, pv_kw_per_kwp (B, T, N);
     #              (t_out_c, price, export_price) stacked as (B, T, 3)
@@ -183,7 +183,7 @@ def reset(params: EnvParams, batch: int, *, seed: int | None = None,
     state = EnvState(
         day=days, t=torch.zeros(batch, dtype=torch.long, device=dev), soc=soc, soc_init=soc.clone(),
         t_in_c=heat_pump.init_state(scn.heat_pump, batch).t_in_c,
-        v_agent_pu=torch.ones(batch, params.n_agents, dtype=dtype, device=dev),
+        v_pu=torch.ones(batch, params.scenario.feeder.n_nodes, dtype=dtype, device=dev),
         done=torch.zeros(batch, dtype=torch.bool, device=dev), exog=exog)
     return state, observe(params, state)
 
@@ -217,7 +217,7 @@ def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
             pv * (torch.where(hh.has_pv, hh.pv_kwp, 0.0) / 5.0), ((t_out - 10) / 10).expand(b, n),
             dev_state]
     if params.config.observe_voltage:
-        cols.append((state.v_agent_pu - 1) / 0.05)
+        cols.append((state.v_pu[:, params.agent_node] - 1) / 0.05)
     return torch.stack(cols, dim=-1)
 
 
@@ -225,7 +225,7 @@ def global_state(params: EnvParams, state: EnvState) -> torch.Tensor:
     """State for centralised critics ``(B, N * obs_dim + N)``: every agent's observation and the
     previous step's voltage at every agent's node."""
     obs = observe(params, state)
-    return torch.cat([obs.flatten(1), (state.v_agent_pu - 1) / 0.05], dim=1)
+    return torch.cat([obs.flatten(1), (state.v_pu[:, params.agent_node] - 1) / 0.05], dim=1)
 
 
 def _stage(params: EnvParams, fn):
@@ -250,7 +250,7 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     r = params.powerflow.solve(torch.complex(p_kw, q_kvar), load_scale=0.0, at=params.agent_node,
                                check=False)  # the injections are built here: no scan
     new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
-                   v_agent_pu=r.v_pu[:, params.agent_node], done=last, exog=state.exog)
+                   v_pu=r.v_pu, done=last, exog=state.exog)
     cons, rew, obs = _stage(params, _outcome)(new, cost_agent, r.v_pu, r.line_loading,
                                               r.converged)
     cons = cons._replace(unbalance=voltage_unbalance(r.v, params.bus_phases))

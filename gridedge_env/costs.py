@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 
 from .powerflow.solve import magnitude
@@ -107,12 +109,23 @@ def constraints(v_pu, loading, v_min, v_max, line_max, node_mask, v_complex=None
 
 def voltage_unbalance(v_complex: torch.Tensor, bus_phases: torch.Tensor) -> torch.Tensor:
     """Voltage unbalance factor ``|V-| / |V+|`` ``(B, n_3ph)`` of the three-phase buses whose
-    phase nodes are ``bus_phases`` ``(n_3ph, 3)``, from complex node voltages ``(B, n)``."""
+    phase nodes are ``bus_phases`` ``(n_3ph, 3)``, from complex node voltages ``(B, n)``.
+
+    ``V+ = (Va + a Vb + a^2 Vc) / 3`` and ``V- = (Va + a^2 Vb + a Vc) / 3``, ``a = exp(2j pi / 3)``:
+    one gather and one small matrix product for every bus at once.
+    """
     if not bus_phases.numel():
         return v_complex.real.new_zeros(v_complex.shape[0], 0)
-    a = torch.exp(torch.tensor(2j * torch.pi / 3, dtype=v_complex.dtype))
-    va, vb, vc = (v_complex[:, bus_phases[:, k]] for k in range(3))
-    return magnitude(va + a * a * vb + a * vc) / magnitude(va + a * vb + a * a * vc)
+    v3 = v_complex.index_select(1, bus_phases.reshape(-1)).reshape(v_complex.shape[0], -1, 3)
+    pos_neg = magnitude(v3 @ _sequence_matrix(v_complex.dtype, v_complex.device))  # (B, n, 2)
+    return pos_neg[..., 1] / pos_neg[..., 0]
+
+
+@lru_cache(maxsize=8)
+def _sequence_matrix(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(3, 2)``: phase voltages ``(Va, Vb, Vc)`` to ``3 (V+, V-)``."""
+    a = np.exp(2j * np.pi / 3)
+    return torch.tensor([[1, 1], [a, a * a], [a * a, a]], dtype=dtype, device=device)
 
 
 def lagrangian(costs, cons: Constraints, dual_v_over, dual_v_under, dual_line) -> torch.Tensor:

@@ -132,21 +132,27 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
     numbers per iteration, which the stopping test needs anyway.
     """
     bsz, m, dev = x0.shape[0], x0.shape[2], x0.device
-    inv_il = inv_base[:, :m].repeat_interleave(2, dim=1)  # (1, 2m): 1 / |a| per re/im entry
-    u0 = torch.complex(x0[:, 0], x0[:, 1])
+    # Iterate in p.u. of the no-load port voltages |a| (u = |a| u~): the step size is then the
+    # plain largest re/im change, and the scaling sits in the network matrix and in the loads:
+    # s_P / u = (s_P / |a|) / u~, c_I conj(u) / |u| = c_I conj(u~) / |u~|, y_Z conj(u) =
+    # (y_Z |a|) conj(u~).
+    inv_a = inv_base[:, :m]  # (1, m) 1 / |a|
+    u0 = torch.complex(x0[:, 0], x0[:, 1]) * inv_a
+    s_p, c_i, y_z = (_complex(c) for c in coeffs)
+    ca = (s_p * inv_a, c_i, None if y_z is None else y_z / inv_a)
     u = None  # filled lazily: when every scenario stops together, the last iterate is u
     iters = np.zeros(bsz, dtype=np.int64)
     resid = np.full(bsz, np.inf)
     conv = np.zeros(bsz, dtype=bool)
     active = np.arange(bsz)
-    ua, ca = u0, tuple(_complex(c) for c in coeffs)
+    ua = u0
     prev = np.zeros(bsz)
     floor = 50 * torch.finfo(x0.dtype).eps
     for k in range(1, cfg.max_iter + 1):
         un = net.fixed_point_map(_conj_load(ua, *ca))
-        dx = torch.view_as_real(un).reshape(len(active), 2 * m) - torch.view_as_real(ua).reshape(
-            len(active), 2 * m)
-        step = dx.abs_().mul_(inv_il).amax(dim=-1).cpu().numpy().astype(np.float64)
+        dx = torch.view_as_real(un) - torch.view_as_real(ua)  # (B_active, m, 2)
+        step = torch.linalg.vector_norm(dx.reshape(len(active), 2 * m), float("inf"), dim=-1)
+        step = step.cpu().numpy().astype(np.float64)
         ua = un
         # A contraction with rate rho leaves |x - x*| <= rho / (1 - rho) * step: stop on that
         # error estimate (rho from successive steps; 0.99 before there are two), not the bare
@@ -178,6 +184,7 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
         ua, ca = ua[keep], _rows(ca, keep)
         if len(active) == 0:
             break
+    u = u / inv_a
     x = torch.stack([u.real, u.imag], dim=1)
     return (x, torch.from_numpy(conv).to(dev), torch.from_numpy(iters).to(dev),
             torch.from_numpy(resid).to(device=dev, dtype=x0.dtype))

@@ -132,8 +132,10 @@ class DenseNetwork:
         self.a = t(np.concatenate([a.real, a.imag])[None])  # (1, 2m)
         mpp = c.T @ zc
         self.mt = t(_planar_matrix(mpp))  # (2m, 2m)
-        self._a_il = t(np.stack([a.real, a.imag], axis=1).reshape(1, -1))  # (1, 2m) interleaved
-        self._mc_il = t(_conj_interleaved(-mpp))  # (2m, 2m): g -> -M conj(g), interleaved
+        # the iteration in p.u. of |a| (see implicit.fixed_point): u~ <- a/|a| - D^-1 M conj(g)
+        a_pu = a / np.abs(a)
+        self._a_il = t(np.stack([a_pu.real, a_pu.imag], axis=1).reshape(1, -1))  # (1, 2m)
+        self._mc_il = t(_conj_interleaved(-mpp / np.abs(a)[:, None]))  # (2m, 2m), interleaved
         # g -> V = w - Z C conj(g) and g -> I_line = Yb w - Yb Z C conj(g), interleaved
         self._w_il = t(np.stack([w.real, w.imag], axis=1).reshape(1, -1))  # (1, 2n)
         self._zc_il = t(_conj_interleaved(-zc))  # (2m, 2n)
@@ -151,7 +153,8 @@ class DenseNetwork:
         return lam_flat @ self.mt.T
 
     def fixed_point_map(self, g: torch.Tensor) -> torch.Tensor:
-        """``a - M conj(g)`` for complex ``(B, m)``: one GEMM on the interleaved real view."""
+        """``(a - M conj(g)) / |a|`` for complex ``(B, m)``: one GEMM on the interleaved real
+        view (the fixed point's iterate in p.u. of the no-load port voltages)."""
         b, m = g.shape
         out = torch.addmm(self._a_il, torch.view_as_real(g).reshape(b, 2 * m), self._mc_il)
         return torch.view_as_complex(out.reshape(b, m, 2))
@@ -200,6 +203,7 @@ class SparseNetwork:
         a = self.c.T @ w
         self.a_v, self.w_v = a, w
         self.a = torch.as_tensor(np.concatenate([a.real, a.imag])[None], dtype=dtype)
+        self._inv_abs_a = torch.as_tensor(1 / np.abs(a), dtype=dtype)
         self._w = torch.as_tensor(np.concatenate([w.real, w.imag])[None], dtype=dtype)
         self._yb = line_rows(feeder)
         self.r = self._yb.shape[0]
@@ -222,10 +226,11 @@ class SparseNetwork:
         return self.a + self._zc(i_flat)
 
     def fixed_point_map(self, g: torch.Tensor) -> torch.Tensor:
-        """``a - M conj(g)`` for complex ``(B, m)`` (via the planar ``a + M i``, ``i = -conj g``)."""
+        """``(a - M conj(g)) / |a|`` for complex ``(B, m)`` (via the planar ``a + M i``,
+        ``i = -conj g``)."""
         b, m = g.shape
         out = self.m_apply(torch.cat([-g.real, g.imag], dim=1)).reshape(b, 2, m)
-        return torch.complex(out[:, 0], out[:, 1])
+        return torch.complex(out[:, 0], out[:, 1]) * self._inv_abs_a
 
     def mh_apply(self, lam_flat):
         return self._zc(lam_flat, "H")

@@ -6,6 +6,7 @@ gradient are in :mod:`.implicit`, the constant network matrices in :mod:`.ports`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -255,9 +256,14 @@ class PowerFlow:
         n_loads = self.feeder.n_loads
         if isinstance(load_scale, torch.Tensor) and load_scale.device != self.device:
             raise ValueError(f"load_scale is on {load_scale.device}, the PowerFlow on {self.device}")
-        scale = torch.as_tensor(load_scale, dtype=self.dtype, device=self.device)
-        if not bool(torch.isfinite(scale).all()):
-            raise ValueError("load_scale has NaN/inf entries")
+        if isinstance(load_scale, (int, float)):  # a plain number: checked without a kernel
+            if not math.isfinite(load_scale):
+                raise ValueError(f"load_scale is {load_scale}")
+            scale = torch.full((), float(load_scale), dtype=self.dtype, device=self.device)
+        else:
+            scale = torch.as_tensor(load_scale, dtype=self.dtype, device=self.device)
+            if not bool(torch.isfinite(scale).all()):
+                raise ValueError("load_scale has NaN/inf entries")
         if scale.ndim == 0:
             scale = scale.reshape(1)
         try:
@@ -269,10 +275,14 @@ class PowerFlow:
                              f"{tuple(s_batch)}") from None
         return scale, batch
 
-    def _coefficients(self, s_kva, scale, ports=None):
+    def _coefficients(self, s_kva, scale, ports=None, no_loads: bool = False):
         """Planar ZIP coefficients per port, ``(B, 2, m)`` each: s_P (VA), c_I (A), y_Z (S);
         c_I and y_Z are None unless some load has constant-current/impedance parts.
-        ``s_kva``: ``(B, n_nodes)``, or ``(B, k)`` injected at ``ports`` ``(k,)``."""
+        ``s_kva``: ``(B, n_nodes)``, or ``(B, k)`` injected at ``ports`` ``(k,)``;
+        ``no_loads``: the feeder's loads are scaled by a literal 0 (skip them)."""
+        if no_loads and s_kva is not None and ports is not None:  # the environment's path
+            inj = s_kva.new_zeros(s_kva.shape[0], self.n_ports).index_add(1, ports, s_kva)
+            return torch.stack([inj.real, inj.imag], dim=1) * 1e3, None, None
         s_p = self._scaled(scale, 0)
         if s_kva is not None and ports is not None:  # complex index_add: the fast one
             inj = s_kva.new_zeros(s_kva.shape[0], self.n_ports).index_add(1, ports, s_kva)
@@ -313,7 +323,8 @@ class PowerFlow:
         s_kva, scale, batch = self._check(s_kva, load_scale, check, at)
         s_flat = None if s_kva is None else s_kva.reshape(-1, s_kva.shape[-1])
         scale = scale.reshape(-1, self.feeder.n_loads)
-        coeffs = self._coefficients(s_flat, scale, ports)
+        no_loads = isinstance(load_scale, (int, float)) and load_scale == 0
+        coeffs = self._coefficients(s_flat, scale, ports, no_loads)
         bsz, m = scale.shape[0], self.n_ports
         x, conv, iters, resid = PortSolve.apply(
             self.network, self._inv_base, self.settings, self._x0.expand(bsz, 2, m), *coeffs)
