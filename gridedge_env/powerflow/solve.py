@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..network.feeder import Feeder
-from .implicit import PortSolve, Settings, _conj_load
+from .implicit import PortSolve, Settings, _conj_load, unrolled_iterations
 from .ports import build_ports, make_network
 
 
@@ -106,6 +106,10 @@ class PowerFlow:
     on_nonconvergence: ``"raise"`` (default) raises :class:`PowerFlowError` naming the failed
         scenarios; ``"flag"`` returns them with ``converged=False``, their last finite iterate (or
         the no-load voltages) and zero gradient.
+    compile: start the fixed point with ``Settings.unroll`` (4) iterations compiled by
+        ``torch.compile`` into one block (constant-power ports on the dense backend; otherwise
+        ignored): every scenario then runs at least 4 iterations, at a third of the cost of 4
+        eager ones. Same results to rounding; seconds of compilation on the first solve.
     backend: ``"dense"`` (port matrices, any device), ``"sparse"`` (SciPy sparse LU, CPU, for
         feeders of thousands of nodes; no Newton fallback) or ``"auto"`` (default: sparse on the
         CPU above 3,000 nodes or ports).
@@ -114,7 +118,7 @@ class PowerFlow:
     def __init__(self, feeder: Feeder, device="cpu", dtype=torch.float64, *,
                  injection_nodes="all", load_model: str = "pq", tol: float | None = None,
                  max_iter: int = 60, newton_iter: int = 20, on_nonconvergence: str = "raise",
-                 backend: str = "auto"):
+                 backend: str = "auto", compile: bool = False):
         if dtype not in (torch.float64, torch.float32):
             raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         if load_model not in ("pq", "zip"):
@@ -127,7 +131,10 @@ class PowerFlow:
         self.feeder, self.device, self.dtype = feeder, device, dtype
         self.load_model, self.on_nonconvergence = load_model, on_nonconvergence
         tol = (1e-10 if dtype == torch.float64 else 1e-6) if tol is None else tol
-        self.settings = Settings(tol, max_iter, newton_iter)
+        # compile: the first fixed-point iterations as one torch.compile'd block (constant-power
+        # ports, dense backend), fusing each iteration's element-wise work around its GEMM
+        self.settings = Settings(tol, max_iter, newton_iter,
+                                 torch.compile(unrolled_iterations) if compile else None)
         self.injection_nodes = self._node_indices(injection_nodes)
         self.ports = build_ports(feeder, self.injection_nodes)
         self.network = make_network(feeder, self.ports, self.device, dtype, backend)

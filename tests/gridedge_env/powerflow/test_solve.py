@@ -196,3 +196,25 @@ def test_magnitude_matches_abs_with_zero_gradient_at_zero():
     zero = torch.zeros(2, dtype=torch.complex128, requires_grad=True)
     (g,) = torch.autograd.grad(magnitude(zero).sum(), zero)
     assert torch.isfinite(torch.view_as_real(g)).all()
+
+
+@pytest.mark.slow
+def test_compiled_unrolled_start_matches_eager(ieee13):
+    """``compile=True`` starts the fixed point with a compiled block of iterations: same
+    voltages (to the tolerance), same gradients, at least ``unroll`` iterations."""
+    nodes = [ieee13.node_index(n) for n in ("675.1", "675.2", "611.3", "652.1")]
+    eager = PowerFlow(ieee13, injection_nodes=nodes, tol=1e-12)
+    comp = PowerFlow(ieee13, injection_nodes=nodes, tol=1e-12, compile=True)
+    g = torch.Generator().manual_seed(5)
+    s = torch.complex(torch.rand(6, 4, generator=g, dtype=torch.float64) * 300 - 100,
+                      torch.rand(6, 4, generator=g, dtype=torch.float64) * 50)
+    at = torch.tensor(nodes)
+    grads = []
+    for pf in (eager, comp):
+        x = s.clone().requires_grad_(True)
+        r = pf.solve(x, 0.8, at=at)
+        grads.append((r, torch.autograd.grad(r.v_pu.sum() + r.line_loading.sum(), x)[0]))
+    (r_e, g_e), (r_c, g_c) = grads
+    torch.testing.assert_close(r_c.v, r_e.v, rtol=0, atol=1e-8)
+    torch.testing.assert_close(g_c, g_e, rtol=1e-8, atol=1e-12)
+    assert (r_c.iterations >= comp.settings.unroll).all() and r_c.converged.all()
