@@ -40,6 +40,7 @@ from .data import gather_agents
 from .devices import HeatPumpExog, HouseholdExog, battery, generator, heat_pump, household
 from .devices.common import out_of_range
 from .powerflow import PowerFlow
+from .powerflow.unrolled import UnrolledNetwork, unrolled_solve
 from .scenarios import Scenario, ScenarioConfig, build_scenario
 from .scenarios.placement import KINDS
 
@@ -105,6 +106,8 @@ class EnvParams:
     node_mask: torch.Tensor  # (n,) 1 at constrained (non-source) nodes
     bus_phases: torch.Tensor  # (n_3ph, 3)
     obs_dim: int
+    agent_port: torch.Tensor = None  # (N,) power-flow port of each agent's node
+    unrolled: UnrolledNetwork | None = None  # the power flow's constants for the fused step
     compiled: dict = field(default_factory=dict, repr=False)  # stage name -> compiled function
 
     @property
@@ -144,6 +147,7 @@ def make_params(config: EnvConfig, device="cpu", dtype=torch.float64,
         node_mask=mask, bus_phases=torch.as_tensor(np.array(three, dtype=np.int64).reshape(-1, 3),
                                                    device=device),
         obs_dim=7 + int(config.observe_voltage),
+        agent_port=pf.ports_of(scn.placement.node), unrolled=pf.unrolled_network(),
     )
 
 
@@ -243,6 +247,15 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     b, n = action.shape[0], params.n_agents
     if action.shape != (b, n):
         raise ValueError(f"action must have shape (B, {n}), got {tuple(action.shape)}")
+    sl = params.kind_slices
+    slices = {"degradation": sl["battery"], "terminal": sl["battery"], "fuel": sl["generator"],
+              "discomfort": sl["heatpump"]}
+    if params.config.compile and params.unrolled is not None and not torch.is_grad_enabled():
+        new, out, finite, converged = _stage(params, _fused_step)(state, action)
+        if not bool(finite):
+            raise ValueError("action has NaN/inf entries")
+        if bool(converged.all()):  # else: the regular path below, which iterates on
+            return new, out._replace(costs=CostChannels(out.costs, slices, n))
     p_kw, q_kvar, parts, cost_agent, soc, t_in_c, last, clipped, finite = _stage(
         params, _devices)(state, action)
     if not bool(finite):  # checked after the (pure) device stage, which computes it fused
@@ -254,13 +267,36 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     cons, rew, obs = _stage(params, _outcome)(new, cost_agent, r.v_pu, r.line_loading,
                                               r.converged)
     cons = cons._replace(unbalance=voltage_unbalance(r.v, params.bus_phases))
-    sl = params.kind_slices
-    costs = CostChannels(parts, {"degradation": sl["battery"], "terminal": sl["battery"],
-                                 "fuel": sl["generator"], "discomfort": sl["heatpump"]}, n)
+    costs = CostChannels(parts, slices, n)
     info = {"converged": r.converged, "pf_iterations": r.iterations,
             "clipped_actions": clipped, "v_pu": r.v_pu,
             "line_loading": r.line_loading, "p_agent_kw": p_kw}
     return new, StepOut(obs, rew, costs, cons, last, torch.zeros_like(last), info)
+
+
+def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor):
+    """The whole step without gradients as one fixed-shape function (``compile=True``):
+    devices, the power flow unrolled for ``Settings.unroll`` iterations
+    (:func:`~.powerflow.unrolled.unrolled_solve`), outcome. Returns the next state, the
+    ``StepOut`` (costs as the raw parts), whether the actions are finite and which days' power
+    flows converged; :func:`step` redoes the step on the regular path if any did not."""
+    p_kw, q_kvar, parts, cost_agent, soc, t_in_c, last, clipped, finite = _devices(
+        params, state, action)
+    b, m = action.shape[0], params.powerflow.n_ports
+    s_va = torch.stack([p_kw.new_zeros(b, m).index_add(1, params.agent_port, p_kw),
+                        q_kvar.new_zeros(b, m).index_add(1, params.agent_port, q_kvar)],
+                       dim=-1) * 1e3
+    cfg = params.powerflow.settings
+    v, v_pu, _, loading, converged, _ = unrolled_solve(
+        params.unrolled, s_va, cfg.unroll, cfg.tol, 50 * torch.finfo(action.dtype).eps)
+    new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
+                   v_pu=v_pu, done=last, exog=state.exog)
+    cons, rew, obs = _outcome(params, new, cost_agent, v_pu, loading, converged)
+    cons = cons._replace(unbalance=voltage_unbalance(v, params.bus_phases))
+    info = {"converged": converged, "pf_iterations": torch.full_like(state.t, cfg.unroll),
+            "clipped_actions": clipped, "v_pu": v_pu, "line_loading": loading, "p_agent_kw": p_kw}
+    out = StepOut(obs, rew, parts, cons, last, torch.zeros_like(last), info)
+    return new, out, finite, converged
 
 
 def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -113,19 +112,27 @@ def voltage_unbalance(v_complex: torch.Tensor, bus_phases: torch.Tensor) -> torc
 
     ``V+ = (Va + a Vb + a^2 Vc) / 3`` and ``V- = (Va + a^2 Vb + a Vc) / 3``, ``a = exp(2j pi / 3)``:
     one gather and one small matrix product for every bus at once.
+    A real ``(B, n, 2)`` (interleaved re, im) ``v_complex`` is accepted too (compiled code).
     """
+    real = not v_complex.is_complex()
+    b = v_complex.shape[0]
     if not bus_phases.numel():
-        return v_complex.real.new_zeros(v_complex.shape[0], 0)
-    v3 = v_complex.index_select(1, bus_phases.reshape(-1)).reshape(v_complex.shape[0], -1, 3)
-    pos_neg = magnitude(v3 @ _sequence_matrix(v_complex.dtype, v_complex.device))  # (B, n, 2)
+        return (v_complex if real else v_complex.real).new_zeros(b, 0)
+    v3 = v_complex.index_select(1, bus_phases.reshape(-1))
+    if real:  # (B, 3 n3, 2) -> (B, n3, 6) @ (6, 4): re, im of V+ and V-
+        pn = (v3.reshape(b, -1, 6) @ torch.as_tensor(_SEQ_REAL, dtype=v3.dtype, device=v3.device)).reshape(
+            b, -1, 2, 2)
+        pos_neg = torch.linalg.vector_norm(pn, dim=-1)
+    else:
+        pos_neg = magnitude(v3.reshape(b, -1, 3) @ torch.as_tensor(_SEQ, dtype=v3.dtype, device=v3.device))
     return pos_neg[..., 1] / pos_neg[..., 0]
 
 
-@lru_cache(maxsize=8)
-def _sequence_matrix(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``(3, 2)``: phase voltages ``(Va, Vb, Vc)`` to ``3 (V+, V-)``."""
-    a = np.exp(2j * np.pi / 3)
-    return torch.tensor([[1, 1], [a, a * a], [a * a, a]], dtype=dtype, device=device)
+_A = np.exp(2j * np.pi / 3)
+_SEQ = np.array([[1, 1], [_A, _A * _A], [_A * _A, _A]])  # (Va, Vb, Vc) -> 3 (V+, V-)
+_SEQ_REAL = np.zeros((6, 4))  # the same on interleaved (re, im) vectors
+_SEQ_REAL[0::2, 0::2], _SEQ_REAL[0::2, 1::2] = _SEQ.real, _SEQ.imag  # re V_k -> c re V_k
+_SEQ_REAL[1::2, 0::2], _SEQ_REAL[1::2, 1::2] = -_SEQ.imag, _SEQ.real  # im V_k -> c j im V_k
 
 
 def lagrangian(costs, cons: Constraints, dual_v_over, dual_v_under, dual_line) -> torch.Tensor:

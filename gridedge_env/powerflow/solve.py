@@ -16,6 +16,7 @@ import torch
 from ..network.feeder import Feeder
 from .implicit import PortSolve, Settings, _conj_load, unrolled_iterations
 from .ports import build_ports, make_network
+from .unrolled import UnrolledNetwork
 
 
 class PowerFlowError(RuntimeError):
@@ -124,10 +125,11 @@ class PowerFlow:
     on_nonconvergence: ``"raise"`` (default) raises :class:`PowerFlowError` naming the failed
         scenarios; ``"flag"`` returns them with ``converged=False``, their last finite iterate (or
         the no-load voltages) and zero gradient.
-    compile: start the fixed point with ``Settings.unroll`` (4) iterations compiled by
+    compile: start the fixed point with ``settings.unroll`` iterations (5 in float64, 4 in
+        float32: enough for ~all scenarios at the default tolerances) compiled by
         ``torch.compile`` into one block (constant-power ports on the dense backend; otherwise
-        ignored): every scenario then runs at least 4 iterations, at a third of the cost of 4
-        eager ones. Same results to rounding; seconds of compilation on the first solve.
+        ignored): every scenario then runs at least that many iterations, at a third of the
+        eager cost. Same results to rounding; seconds of compilation on the first solve.
     backend: ``"dense"`` (port matrices, any device), ``"sparse"`` (SciPy sparse LU, CPU, for
         feeders of thousands of nodes; no Newton fallback) or ``"auto"`` (default: sparse on the
         CPU above 3,000 nodes or ports).
@@ -152,7 +154,8 @@ class PowerFlow:
         # compile: the first fixed-point iterations as one torch.compile'd block (constant-power
         # ports, dense backend), fusing each iteration's element-wise work around its GEMM
         self.settings = Settings(tol, max_iter, newton_iter,
-                                 torch.compile(unrolled_iterations) if compile else None)
+                                 torch.compile(unrolled_iterations) if compile else None,
+                                 unroll=5 if dtype == torch.float64 else 4)
         self.injection_nodes = self._node_indices(injection_nodes)
         self.ports = build_ports(feeder, self.injection_nodes)
         self.network = make_network(feeder, self.ports, self.device, dtype, backend)
@@ -224,6 +227,23 @@ class PowerFlow:
     @property
     def n_ports(self) -> int:
         return self.ports.m
+
+    def unrolled_network(self):
+        """The constants of :func:`.unrolled.unrolled_solve` (dense backend; None otherwise).
+        It solves constant-power port loads only: the feeder's own loads must be off or PQ
+        and added by the caller."""
+        net = self.network
+        if net.kind != "dense":
+            return None
+        m = self.n_ports
+        return UnrolledNetwork(
+            inv_a=self._inv_base[0, :m], a_pu_il=net._a_il, mc_il=net._mc_il, w_il=net._w_il,
+            zc_il=net._zc_il, inv_base_v=1.0 / self._base_v, line_0_il=net._line_0_il,
+            line_k_il=net._line_k_il, inv_amps=self._inv_amps)
+
+    def ports_of(self, nodes) -> torch.Tensor:
+        """Port index ``(k,)`` of each of ``nodes`` (which must be injection nodes)."""
+        return self._at_ports(torch.as_tensor(nodes, device=self.device))
 
     # ------------------------------------------------------------------ inputs
     def _at_ports(self, at) -> torch.Tensor:

@@ -1,0 +1,64 @@
+"""A whole constant-power solve as one fixed-shape function, for ``torch.compile``.
+
+Rollouts without gradients (RL) need the voltages and line loadings and whether each scenario
+converged, nothing else. :func:`unrolled_solve` runs a fixed number of fixed-point iterations
+from the no-load point (the iteration of :mod:`.implicit`, in p.u. of ``|a|``), applies the same
+stopping test to the last step, and computes the outputs. It has no data-dependent control flow,
+so a caller can compile it into one graph together with its own element-wise work (the
+environment's whole step does). Scenarios it reports unconverged must be solved again by
+:meth:`.PowerFlow.solve`, which iterates on (and falls back to Newton): callers check
+``converged.all()``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class UnrolledNetwork(NamedTuple):
+    """The dense network's constant tensors :func:`unrolled_solve` needs (``m`` ports, ``n``
+    nodes, ``r`` line phases; ``_il``: interleaved re, im)."""
+
+    inv_a: torch.Tensor  # (m,) 1 / |a|, 1/V
+    a_pu_il: torch.Tensor  # (1, 2m) a / |a|
+    mc_il: torch.Tensor  # (2m, 2m) g -> -|a|^-1 M conj(g)
+    w_il: torch.Tensor  # (1, 2n) no-load node voltages, V
+    zc_il: torch.Tensor  # (2m, 2n) g -> -Z C conj(g)
+    inv_base_v: torch.Tensor  # (n,) 1 / base voltage, 1/V
+    line_0_il: torch.Tensor  # (1, 2r) no-load line currents, A
+    line_k_il: torch.Tensor  # (2m, 2r) g -> -Y_b Z C conj(g)
+    inv_amps: torch.Tensor  # (r,) 1 / normamps (0: unrated)
+
+
+def _div(s, u):
+    """``s / u`` for interleaved ``(..., 2)`` real tensors."""
+    ur, ui, sr, si = u[..., 0], u[..., 1], s[..., 0], s[..., 1]
+    inv = 1.0 / (ur * ur + ui * ui)
+    return torch.stack([(sr * ur + si * ui) * inv, (si * ur - sr * ui) * inv], dim=-1)
+
+
+def unrolled_solve(net: UnrolledNetwork, s_va: torch.Tensor, n_iter: int, tol: float,
+                   floor: float):
+    """Solve constant-power port loads ``s_va`` ``(B, m, 2)`` (VA drawn, interleaved).
+
+    Returns ``v`` ``(B, n, 2)`` node voltages (V), ``v_pu`` ``(B, n)``, ``i_line`` ``(B, r, 2)``
+    (A), ``line_loading`` ``(B, r)``, ``converged`` ``(B,)`` bool and the last step ``(B,)``
+    (p.u.) after ``n_iter >= 2`` iterations.
+    """
+    b, m = s_va.shape[:2]
+    s_pu = s_va * net.inv_a[:, None]  # s / |a|: the load of the p.u. iterate
+    u = net.a_pu_il.reshape(1, m, 2).expand(b, m, 2)
+    prev = last = None
+    for _ in range(n_iter):
+        un = torch.addmm(net.a_pu_il, _div(s_pu, u).reshape(b, 2 * m), net.mc_il).reshape(b, m, 2)
+        prev, last = last, (un - u).abs().amax(dim=(1, 2))
+        u = un
+    rho = torch.clamp(last / prev, max=0.99)  # nan (0 / 0) fails the test below but the floor's
+    converged = (last * rho <= tol * (1 - rho)) | (last <= floor)
+    g = _div(s_va, u / net.inv_a[:, None])  # conj(-i), A
+    v = torch.addmm(net.w_il, g.reshape(b, 2 * m), net.zc_il).reshape(b, -1, 2)
+    i_line = torch.addmm(net.line_0_il, g.reshape(b, 2 * m), net.line_k_il).reshape(b, -1, 2)
+    return (v, torch.linalg.vector_norm(v, dim=-1) * net.inv_base_v, i_line,
+            torch.linalg.vector_norm(i_line, dim=-1) * net.inv_amps, converged, last)
