@@ -138,7 +138,9 @@ def bench_env(env_id: str = "ieee123-1000-v0", num_envs: int = 64, steps: int = 
     ref = params if dt == torch.float64 and device == "cpu" else env_params(
         env_id, compile=compile)
     nodes = ref.powerflow.injection_nodes
-    peer = dataclasses.replace(ref, powerflow=OpenDSSPowerFlow(ref.scenario.feeder, nodes))
+    # the peer's step runs the staged path (devices, OpenDSS, outcome): no fused power flow
+    peer = dataclasses.replace(ref, powerflow=OpenDSSPowerFlow(ref.scenario.feeder, nodes),
+                               unrolled=None, compiled={})
     n_dss = min(num_envs, 64) if opendss_envs is None else min(opendss_envs, num_envs)
     _day(peer, n_dss, 1)  # warm-up
     t_dss, out_dss = _day(peer, n_dss, steps)
