@@ -250,18 +250,26 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     sl = params.kind_slices
     slices = {"degradation": sl["battery"], "terminal": sl["battery"], "fuel": sl["generator"],
               "discomfort": sl["heatpump"]}
+    fallback_from = 0
     if params.config.compile and params.unrolled is not None and not torch.is_grad_enabled():
-        new, out, finite, converged = _stage(params, _fused_step)(state, action)
+        n_iter = params.compiled.setdefault("unroll", params.powerflow.settings.unroll)
+        new, out, finite, converged = _stage(params, _fused_step)(state, action, n_iter)
         if not bool(finite):
             raise ValueError("action has NaN/inf entries")
-        if bool(converged.all()):  # else: the regular path below, which iterates on
+        if bool(converged.all()):
             return new, out._replace(costs=CostChannels(out.costs, slices, n))
+        # Some day needs more iterations: this step takes the regular path below (which
+        # iterates on), and later steps unroll as many as it needed (one recompilation).
+        fallback_from = n_iter
     p_kw, q_kvar, parts, cost_agent, soc, t_in_c, last, clipped, finite = _stage(
         params, _devices)(state, action)
     if not bool(finite):  # checked after the (pure) device stage, which computes it fused
         raise ValueError("action has NaN/inf entries")
     r = params.powerflow.solve(torch.complex(p_kw, q_kvar), load_scale=0.0, at=params.agent_node,
                                check=False)  # the injections are built here: no scan
+    if fallback_from:
+        params.compiled["unroll"] = min(max(fallback_from + 1, int(r.iterations.max())),
+                                        MAX_UNROLL)
     new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
                    v_pu=r.v_pu, done=last, exog=state.exog)
     cons, rew, obs = _stage(params, _outcome)(new, cost_agent, r.v_pu, r.line_loading,
@@ -274,9 +282,13 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
     return new, StepOut(obs, rew, costs, cons, last, torch.zeros_like(last), info)
 
 
-def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor):
+MAX_UNROLL = 12
+"""Most fixed-point iterations the fused step unrolls (it starts at ``Settings.unroll``)."""
+
+
+def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor, n_iter: int):
     """The whole step without gradients as one fixed-shape function (``compile=True``):
-    devices, the power flow unrolled for ``Settings.unroll`` iterations
+    devices, the power flow unrolled for ``n_iter`` iterations
     (:func:`~.powerflow.unrolled.unrolled_solve`), outcome. Returns the next state, the
     ``StepOut`` (costs as the raw parts), whether the actions are finite and which days' power
     flows converged; :func:`step` redoes the step on the regular path if any did not."""
@@ -286,14 +298,14 @@ def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor):
     s_va = torch.stack([p_kw.new_zeros(b, m).index_add(1, params.agent_port, p_kw),
                         q_kvar.new_zeros(b, m).index_add(1, params.agent_port, q_kvar)],
                        dim=-1) * 1e3
-    cfg = params.powerflow.settings
     v, v_pu, _, loading, converged, _ = unrolled_solve(
-        params.unrolled, s_va, cfg.unroll, cfg.tol, 50 * torch.finfo(action.dtype).eps)
+        params.unrolled, s_va, n_iter, params.powerflow.settings.tol,
+        50 * torch.finfo(action.dtype).eps)
     new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
                    v_pu=v_pu, done=last, exog=state.exog)
     cons, rew, obs = _outcome(params, new, cost_agent, v_pu, loading, converged)
     cons = cons._replace(unbalance=voltage_unbalance(v, params.bus_phases))
-    info = {"converged": converged, "pf_iterations": torch.full_like(state.t, cfg.unroll),
+    info = {"converged": converged, "pf_iterations": torch.full_like(state.t, n_iter),
             "clipped_actions": clipped, "v_pu": v_pu, "line_loading": loading, "p_agent_kw": p_kw}
     out = StepOut(obs, rew, parts, cons, last, torch.zeros_like(last), info)
     return new, out, finite, converged
