@@ -119,9 +119,10 @@ def voltage_unbalance(v_complex: torch.Tensor, bus_phases: torch.Tensor) -> torc
     if not bus_phases.numel():
         return (v_complex if real else v_complex.real).new_zeros(b, 0)
     v3 = v_complex.index_select(1, bus_phases.reshape(-1))
-    if real:  # (B, 3 n3, 2) -> (B, n3, 6) @ (6, 4): re, im of V+ and V-
-        pn = (v3.reshape(b, -1, 6) @ torch.as_tensor(_SEQ_REAL, dtype=v3.dtype, device=v3.device)).reshape(
-            b, -1, 2, 2)
+    if real:  # (B, n3, 6, 1) * (6, 4) summed over the 6: re, im of V+ and V-, element-wise so
+        # that compiled code fuses it into its kernel instead of calling a tiny GEMM
+        seq = torch.as_tensor(_SEQ_REAL, dtype=v3.dtype, device=v3.device)
+        pn = (v3.reshape(b, -1, 6, 1) * seq).sum(-2).reshape(b, -1, 2, 2)
         pos_neg = torch.linalg.vector_norm(pn, dim=-1)
     else:
         pos_neg = magnitude(v3.reshape(b, -1, 3) @ torch.as_tensor(_SEQ, dtype=v3.dtype, device=v3.device))
