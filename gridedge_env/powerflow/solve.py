@@ -16,7 +16,7 @@ import torch
 from ..network.feeder import Feeder
 from .implicit import PortSolve, Settings, _conj_load, unrolled_iterations
 from .ports import build_ports, make_network
-from .unrolled import UnrolledNetwork
+from .unrolled import UnrolledNetwork, line_outputs, node_outputs
 
 
 class PowerFlowError(RuntimeError):
@@ -74,24 +74,6 @@ class PowerFlowResult:
     @cached_property
     def losses_kva(self) -> torch.Tensor:
         return self.s_sub_kva - self.s_load_kva
-
-
-def pq_node_outputs(x, s_p, w_il, zc_il, inv_base_v):
-    """For constant-power ports, in real arithmetic (compiled with ``compile=True``): the port
-    loads ``g = s_P / u`` ``(B, m, 2)``, node voltages ``V = w - Z C conj(g)`` ``(B, n, 2)`` in V
-    (interleaved re, im) and ``|V| / base`` ``(B, n)``. ``x``, ``s_p``: planar ``(B, 2, m)``."""
-    ur, ui, sr, si = x[:, 0], x[:, 1], s_p[:, 0], s_p[:, 1]
-    inv = 1.0 / (ur * ur + ui * ui)
-    g = torch.stack([(sr * ur + si * ui) * inv, (si * ur - sr * ui) * inv], dim=-1)
-    v = torch.addmm(w_il, g.reshape(g.shape[0], -1), zc_il).reshape(g.shape[0], -1, 2)
-    return g, v, torch.linalg.vector_norm(v, dim=-1) * inv_base_v
-
-
-def line_outputs(g, line_0_il, line_k_il, inv_amps):
-    """Line-phase currents ``(B, r, 2)`` (interleaved, A) and loadings ``(B, r)`` from the port
-    loads ``g`` ``(B, m, 2)`` (dense network; compiled with ``compile=True``)."""
-    i = torch.addmm(line_0_il, g.reshape(g.shape[0], -1), line_k_il).reshape(g.shape[0], -1, 2)
-    return i, torch.linalg.vector_norm(i, dim=-1) * inv_amps
 
 
 def magnitude(z: torch.Tensor) -> torch.Tensor:
@@ -160,7 +142,7 @@ class PowerFlow:
         self.ports = build_ports(feeder, self.injection_nodes)
         self.network = make_network(feeder, self.ports, self.device, dtype, backend)
         # ... and the outputs (node voltages, line currents) as two fused real stages
-        self._compiled_outputs = (torch.compile(pq_node_outputs), torch.compile(line_outputs)) \
+        self._compiled_outputs = (torch.compile(node_outputs), torch.compile(line_outputs)) \
             if compile and self.network.kind == "dense" else None
         self._to_tensors()
 
@@ -235,11 +217,14 @@ class PowerFlow:
         net = self.network
         if net.kind != "dense":
             return None
+        if getattr(self, "_unrolled_net", None) is not None:
+            return self._unrolled_net
         m = self.n_ports
-        return UnrolledNetwork(
+        self._unrolled_net = UnrolledNetwork(
             inv_a=self._inv_base[0, :m], a_pu_il=net._a_il, mc_il=net._mc_il, w_il=net._w_il,
             zc_il=net._zc_il, inv_base_v=1.0 / self._base_v, line_0_il=net._line_0_il,
             line_k_il=net._line_k_il, inv_amps=self._inv_amps)
+        return self._unrolled_net
 
     def ports_of(self, nodes) -> torch.Tensor:
         """Port index ``(k,)`` of each of ``nodes`` (which must be injection nodes)."""
@@ -389,52 +374,37 @@ class PowerFlow:
         if not bool(conv.all()):  # no gradient through scenarios that did not converge
             ok = conv[:, None, None]
             coeffs = tuple(None if c is None else torch.where(ok, c, c.detach()) for c in coeffs)
-        if self._compiled_outputs is not None and coeffs[1] is None and coeffs[2] is None:
-            return self._result_compiled(x, coeffs[0], conv, iters, resid, batch)
         u = torch.complex(x[:, 0], x[:, 1])  # (B, m) port voltages, V
-        g = _conj_load(u, *(None if c is None else torch.complex(c[:, 0], c[:, 1])
-                            for c in coeffs))  # conj(-i): what the ports draw
-        v = self.network.node_voltages(g)
+        if self._compiled_outputs is not None and coeffs[1] is None and coeffs[2] is None:
+            nodes, lines = self._compiled_outputs  # real, interleaved: compiled and fused
+            net = self.unrolled_network()
+            g_il, v_il, v_pu = nodes(torch.view_as_real(u), coeffs[0].transpose(1, 2), net)
+            g, v = torch.view_as_complex(g_il), torch.view_as_complex(v_il)
+
+            def currents():
+                i_il, loading = lines(g_il, net)
+                return torch.view_as_complex(i_il), loading
+        else:
+            g = _conj_load(u, *(None if c is None else torch.complex(c[:, 0], c[:, 1])
+                                for c in coeffs))  # conj(-i): what the ports draw
+            v = self.network.node_voltages(g)
+            v_pu = magnitude(v) / self._base_v
+
+            def currents():
+                i_line = self.network.line_currents(g, v)
+                return i_line, magnitude(i_line) * self._inv_amps
 
         def shape(t):
             return t.reshape(tuple(batch) + tuple(t.shape[1:]))
 
         def line_currents():
-            i_line = self.network.line_currents(g, v)
-            return shape(i_line), shape(magnitude(i_line) * self._inv_amps)
+            return tuple(shape(t) for t in currents())
 
         def powers():
             vs = v[:, self._src_nodes]  # (B, k) source-bus voltages
             i_src = (self._src_emf - vs) @ self._src_y.T  # Y_s (E - V)
             s_sub = (vs * i_src.conj()).sum(-1) / 1e3
             return shape(s_sub), shape((u * g).sum(-1) / 1e3)
-
-        return PowerFlowResult(
-            v=shape(v), v_pu=shape(magnitude(v) / self._base_v), converged=shape(conv),
-            iterations=shape(iters), residual=shape(resid), _line_currents=line_currents,
-            _powers=powers)
-
-    def _result_compiled(self, x, s_p, conv, iters, resid, batch) -> PowerFlowResult:
-        """:meth:`_result` for constant-power ports through the compiled output stages."""
-        net = self.network
-        nodes, lines = self._compiled_outputs
-        g, v_il, v_pu = nodes(x, s_p, net._w_il, net._zc_il, 1.0 / self._base_v)
-
-        def shape(t):
-            return t.reshape(tuple(batch) + tuple(t.shape[1:]))
-
-        def line_currents():
-            i_il, loading = lines(g, net._line_0_il, net._line_k_il, self._inv_amps)
-            return shape(torch.view_as_complex(i_il)), shape(loading)
-
-        v = torch.view_as_complex(v_il)
-
-        def powers():
-            vs = v[:, self._src_nodes]
-            i_src = (self._src_emf - vs) @ self._src_y.T
-            s_sub = (vs * i_src.conj()).sum(-1) / 1e3
-            u = torch.complex(x[:, 0], x[:, 1])
-            return shape(s_sub), shape((u * torch.view_as_complex(g)).sum(-1) / 1e3)
 
         return PowerFlowResult(
             v=shape(v), v_pu=shape(v_pu), converged=shape(conv), iterations=shape(iters),

@@ -39,6 +39,23 @@ def _div(s, u):
     return torch.stack([(sr * ur + si * ui) * inv, (si * ur - sr * ui) * inv], dim=-1)
 
 
+def node_outputs(u, s_va, net: UnrolledNetwork):
+    """Port loads ``g = s / u`` ``(B, m, 2)`` (A), node voltages ``V = w - Z C conj(g)``
+    ``(B, n, 2)`` (V) and ``|V| / base`` ``(B, n)``, for port voltages ``u`` (V) and
+    constant-power loads ``s_va`` (VA), both ``(B, m, 2)``."""
+    b, m = s_va.shape[:2]
+    g = _div(s_va, u)
+    v = torch.addmm(net.w_il, g.reshape(b, 2 * m), net.zc_il).reshape(b, -1, 2)
+    return g, v, torch.linalg.vector_norm(v, dim=-1) * net.inv_base_v
+
+
+def line_outputs(g, net: UnrolledNetwork):
+    """Line-phase currents ``(B, r, 2)`` (A) and loadings ``(B, r)`` for port loads ``g``."""
+    b = g.shape[0]
+    i_line = torch.addmm(net.line_0_il, g.reshape(b, -1), net.line_k_il).reshape(b, -1, 2)
+    return i_line, torch.linalg.vector_norm(i_line, dim=-1) * net.inv_amps
+
+
 def unrolled_solve(net: UnrolledNetwork, s_va: torch.Tensor, n_iter: int, tol: float,
                    floor: float):
     """Solve constant-power port loads ``s_va`` ``(B, m, 2)`` (VA drawn, interleaved).
@@ -57,8 +74,6 @@ def unrolled_solve(net: UnrolledNetwork, s_va: torch.Tensor, n_iter: int, tol: f
         u = un
     rho = torch.clamp(last / prev, max=0.99)  # nan (0 / 0) fails the test below but the floor's
     converged = (last * rho <= tol * (1 - rho)) | (last <= floor)
-    g = _div(s_va, u / net.inv_a[:, None])  # conj(-i), A
-    v = torch.addmm(net.w_il, g.reshape(b, 2 * m), net.zc_il).reshape(b, -1, 2)
-    i_line = torch.addmm(net.line_0_il, g.reshape(b, 2 * m), net.line_k_il).reshape(b, -1, 2)
-    return (v, torch.linalg.vector_norm(v, dim=-1) * net.inv_base_v, i_line,
-            torch.linalg.vector_norm(i_line, dim=-1) * net.inv_amps, converged, last)
+    g, v, v_pu = node_outputs(u / net.inv_a[:, None], s_va, net)
+    i_line, loading = line_outputs(g, net)
+    return v, v_pu, i_line, loading, converged, last
