@@ -261,25 +261,31 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
         # Some day needs more iterations: this step takes the regular path below (which
         # iterates on), and later steps unroll as many as it needed (one recompilation).
         fallback_from = n_iter
-    p_kw, q_kvar, parts, cost_agent, soc, t_in_c, last, clipped, finite = _stage(
-        params, _devices)(state, action)
-    if not bool(finite):  # checked after the (pure) device stage, which computes it fused
+    dev = _stage(params, _devices)(state, action)
+    if not bool(dev[-1]):  # finite: checked after the (pure) device stage, which computes it
         raise ValueError("action has NaN/inf entries")
-    r = params.powerflow.solve(torch.complex(p_kw, q_kvar), load_scale=0.0, at=params.agent_node,
-                               check=False)  # the injections are built here: no scan
+    r = params.powerflow.solve(torch.complex(dev[0], dev[1]), load_scale=0.0,
+                               at=params.agent_node, check=False)  # built here: no scan
     if fallback_from:
         params.compiled["unroll"] = min(max(fallback_from + 1, int(r.iterations.max())),
                                         MAX_UNROLL)
+    new, out = _close_step(params, state, dev, _stage(params, _outcome), r.v, r.v_pu,
+                           r.line_loading, r.converged, r.iterations)
+    return new, out._replace(costs=CostChannels(out.costs, slices, n))
+
+
+def _close_step(params, state, dev, outcome, v, v_pu, line_loading, converged, iterations):
+    """Everything after the power flow (next state, ``outcome``, unbalance report, info), shared
+    by the staged and the fused step; ``dev`` is :func:`_devices`' output, ``v`` complex or
+    interleaved real, ``StepOut.costs`` the raw cost parts."""
+    p_kw, _, parts, cost_agent, soc, t_in_c, last, clipped, _ = dev
     new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
-                   v_pu=r.v_pu, done=last, exog=state.exog)
-    cons, rew, obs = _stage(params, _outcome)(new, cost_agent, r.v_pu, r.line_loading,
-                                              r.converged)
-    cons = cons._replace(unbalance=voltage_unbalance(r.v, params.bus_phases))
-    costs = CostChannels(parts, slices, n)
-    info = {"converged": r.converged, "pf_iterations": r.iterations,
-            "clipped_actions": clipped, "v_pu": r.v_pu,
-            "line_loading": r.line_loading, "p_agent_kw": p_kw}
-    return new, StepOut(obs, rew, costs, cons, last, torch.zeros_like(last), info)
+                   v_pu=v_pu, done=last, exog=state.exog)
+    cons, rew, obs = outcome(new, cost_agent, v_pu, line_loading, converged)
+    cons = cons._replace(unbalance=voltage_unbalance(v, params.bus_phases))
+    info = {"converged": converged, "pf_iterations": iterations, "clipped_actions": clipped,
+            "v_pu": v_pu, "line_loading": line_loading, "p_agent_kw": p_kw}
+    return new, StepOut(obs, rew, parts, cons, last, torch.zeros_like(last), info)
 
 
 MAX_UNROLL = 12
@@ -292,8 +298,8 @@ def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor, n_iter
     (:func:`~.powerflow.unrolled.unrolled_solve`), outcome. Returns the next state, the
     ``StepOut`` (costs as the raw parts), whether the actions are finite and which days' power
     flows converged; :func:`step` redoes the step on the regular path if any did not."""
-    p_kw, q_kvar, parts, cost_agent, soc, t_in_c, last, clipped, finite = _devices(
-        params, state, action)
+    dev = _devices(params, state, action)
+    p_kw, q_kvar = dev[0], dev[1]
     b, m = action.shape[0], params.powerflow.n_ports
     s_va = torch.stack([p_kw.new_zeros(b, m).index_add(1, params.agent_port, p_kw),
                         q_kvar.new_zeros(b, m).index_add(1, params.agent_port, q_kvar)],
@@ -301,14 +307,9 @@ def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor, n_iter
     v, v_pu, _, loading, converged, _ = unrolled_solve(
         params.unrolled, s_va, n_iter, params.powerflow.settings.tol,
         50 * torch.finfo(action.dtype).eps)
-    new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
-                   v_pu=v_pu, done=last, exog=state.exog)
-    cons, rew, obs = _outcome(params, new, cost_agent, v_pu, loading, converged)
-    cons = cons._replace(unbalance=voltage_unbalance(v, params.bus_phases))
-    info = {"converged": converged, "pf_iterations": torch.full_like(state.t, n_iter),
-            "clipped_actions": clipped, "v_pu": v_pu, "line_loading": loading, "p_agent_kw": p_kw}
-    out = StepOut(obs, rew, parts, cons, last, torch.zeros_like(last), info)
-    return new, out, finite, converged
+    new, out = _close_step(params, state, dev, partial(_outcome, params), v, v_pu, loading,
+                           converged, torch.full_like(state.t, n_iter))
+    return new, out, dev[-1], converged
 
 
 def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:

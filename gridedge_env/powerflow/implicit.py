@@ -93,7 +93,7 @@ def _dense_jacobian(mt: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
 class Settings:
     """Solver settings shared by forward and backward (plain attributes, set by PowerFlow).
 
-    ``unrolled``: None, or a (compiled) :func:`unrolled_iterations` the fixed point starts with
+    ``unrolled``: None, or a (compiled) :func:`.unrolled.iterate` the fixed point starts with
     for constant-power ports on the dense network; ``unroll``: how many iterations it runs.
     """
 
@@ -101,23 +101,6 @@ class Settings:
                  unroll: int = 4):
         self.tol, self.max_iter, self.newton_iter = tol, max_iter, newton_iter
         self.unrolled, self.unroll = unrolled, unroll
-
-
-def unrolled_iterations(u_il, s_il, a_il, mc_il, n_iter: int):
-    """``n_iter`` fixed-point iterations for constant-power ports, all in real arithmetic on the
-    interleaved ``(B, m, 2)`` view (p.u. iterate ``u``, ``s = s_P / |a|``), so that
-    ``torch.compile`` fuses each iteration's element-wise work into one kernel around the GEMM.
-    Returns the last iterate and the last two step sizes ``(B,)``."""
-    steps = []
-    sr, si = s_il[..., 0], s_il[..., 1]
-    for _ in range(n_iter):
-        ur, ui = u_il[..., 0], u_il[..., 1]
-        inv = 1.0 / (ur * ur + ui * ui)
-        g = torch.stack([(sr * ur + si * ui) * inv, (si * ur - sr * ui) * inv], dim=-1)  # s / u
-        un = torch.addmm(a_il, g.reshape(g.shape[0], -1), mc_il).reshape(u_il.shape)
-        steps.append((un - u_il).abs().amax(dim=(1, 2)))
-        u_il = un
-    return u_il, steps[-2], steps[-1]
 
 
 def _apply(net, coeffs, x):

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ..network.feeder import Feeder
-from .implicit import PortSolve, Settings, _conj_load, unrolled_iterations
+from .implicit import PortSolve, Settings, _conj_load
 from .ports import build_ports, make_network
-from .unrolled import UnrolledNetwork, line_outputs, node_outputs
+from .unrolled import UnrolledNetwork, iterate, line_outputs, node_outputs
 
 
 class PowerFlowError(RuntimeError):
@@ -136,7 +136,7 @@ class PowerFlow:
         # compile: the first fixed-point iterations as one torch.compile'd block (constant-power
         # ports, dense backend), fusing each iteration's element-wise work around its GEMM
         self.settings = Settings(tol, max_iter, newton_iter,
-                                 torch.compile(unrolled_iterations) if compile else None,
+                                 torch.compile(iterate) if compile else None,
                                  unroll=5 if dtype == torch.float64 else 4)
         self.injection_nodes = self._node_indices(injection_nodes)
         self.ports = build_ports(feeder, self.injection_nodes)

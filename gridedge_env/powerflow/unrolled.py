@@ -39,6 +39,20 @@ def _div(s, u):
     return torch.stack([(sr * ur + si * ui) * inv, (si * ur - sr * ui) * inv], dim=-1)
 
 
+def iterate(u, s_pu, a_pu_il, mc_il, n_iter: int):
+    """``n_iter >= 2`` fixed-point iterations of the p.u. iterate ``u`` ``(B, m, 2)`` for
+    constant-power loads ``s_pu = s_P / |a|``, in real arithmetic so that ``torch.compile``
+    fuses each iteration's element-wise work into one kernel around its GEMM. Returns the last
+    iterate and the last two step sizes ``(B,)``."""
+    b, m = u.shape[:2]
+    prev = last = None
+    for _ in range(n_iter):
+        un = torch.addmm(a_pu_il, _div(s_pu, u).reshape(b, 2 * m), mc_il).reshape(b, m, 2)
+        prev, last = last, (un - u).abs().amax(dim=(1, 2))
+        u = un
+    return u, prev, last
+
+
 def node_outputs(u, s_va, net: UnrolledNetwork):
     """Port loads ``g = s / u`` ``(B, m, 2)`` (A), node voltages ``V = w - Z C conj(g)``
     ``(B, n, 2)`` (V) and ``|V| / base`` ``(B, n)``, for port voltages ``u`` (V) and
@@ -66,12 +80,8 @@ def unrolled_solve(net: UnrolledNetwork, s_va: torch.Tensor, n_iter: int, tol: f
     """
     b, m = s_va.shape[:2]
     s_pu = s_va * net.inv_a[:, None]  # s / |a|: the load of the p.u. iterate
-    u = net.a_pu_il.reshape(1, m, 2).expand(b, m, 2)
-    prev = last = None
-    for _ in range(n_iter):
-        un = torch.addmm(net.a_pu_il, _div(s_pu, u).reshape(b, 2 * m), net.mc_il).reshape(b, m, 2)
-        prev, last = last, (un - u).abs().amax(dim=(1, 2))
-        u = un
+    u, prev, last = iterate(net.a_pu_il.reshape(1, m, 2).expand(b, m, 2), s_pu, net.a_pu_il,
+                            net.mc_il, n_iter)
     rho = torch.clamp(last / prev, max=0.99)  # nan (0 / 0) fails the test below but the floor's
     converged = (last * rho <= tol * (1 - rho)) | (last <= floor)
     g, v, v_pu = node_outputs(u / net.inv_a[:, None], s_va, net)
