@@ -206,7 +206,13 @@ def _exog(params: EnvParams, state: EnvState):
 
 
 def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
-    """Local observations ``(B, N, obs_dim)`` (see module docstring)."""
+    """Local observations ``(B, N, obs_dim)`` (see module docstring), stored feature-major.
+
+    The tensor is a ``(B, N, obs_dim)`` view of ``(B, obs_dim, N)`` memory: every feature is
+    one contiguous row over the agents, so each is written with whole vector stores (an
+    agent-major layout makes the compiled step write seven interleaved columns element by
+    element, a quarter of its time). Indexing, arithmetic and matmuls take any layout; call
+    ``.contiguous()`` where agent-major memory is needed (``docs/env.md``, observations)."""
     scn = params.scenario
     demand, pv, t_out, price, _ = _exog(params, state)
     hh, hp, sl = scn.household, scn.heat_pump, params.kind_slices
@@ -222,7 +228,7 @@ def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
             dev_state]
     if params.config.observe_voltage:
         cols.append((state.v_pu[:, params.agent_node] - 1) / 0.05)
-    return torch.stack(cols, dim=-1)
+    return torch.stack(cols, dim=1).transpose(1, 2)
 
 
 def global_state(params: EnvParams, state: EnvState) -> torch.Tensor:

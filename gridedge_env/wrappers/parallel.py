@@ -56,7 +56,7 @@ class GridEdgeParallelEnv(ParallelEnv):
             raise KeyError(f"unknown agent {agent!r} (agents are like {self.possible_agents[0]!r})")
 
     def _obs(self, obs: torch.Tensor) -> dict:
-        arr = obs[0].detach().cpu().numpy().astype(np.float32)
+        arr = np.ascontiguousarray(obs[0].detach().cpu().numpy(), dtype=np.float32)
         return {a: arr[i] for i, a in enumerate(self.possible_agents)}
 
     def reset(self, seed: int | None = None, options: dict | None = None):

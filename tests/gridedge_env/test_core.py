@@ -56,6 +56,25 @@ def test_batch_equals_single_days(params):
         torch.testing.assert_close(out1.obs, outs3[t].obs[1:2], rtol=1e-10, atol=1e-10)
 
 
+def test_observations_are_the_documented_features(params):
+    """Columns as in ``docs/env.md`` (time, price, outdoor temperature, device state), stored
+    feature-major: each feature one contiguous row over the agents."""
+    days = params.scenario.split.test[:2]
+    state, _ = reset(params, 2, days=days)
+    state, out = step(params, state, torch.full((2, params.n_agents), 0.5, dtype=torch.float64))
+    obs, prof, t = out.obs, params.scenario.profiles, 1
+    assert obs.shape == (2, params.n_agents, params.obs_dim)
+    assert obs.transpose(1, 2).is_contiguous()
+    phase = torch.tensor(2 * torch.pi * t / params.n_steps, dtype=torch.float64)
+    torch.testing.assert_close(obs[..., 0], torch.sin(phase).expand(2, params.n_agents))
+    torch.testing.assert_close(obs[..., 2], (prof.price_gbp_per_kwh[days, t] / 0.5)[:, None]
+                               .expand(2, params.n_agents))
+    torch.testing.assert_close(obs[..., 5], ((prof.temp_out_c[days, t] - 10) / 10)[:, None]
+                               .expand(2, params.n_agents))
+    bat = params.kind_slices["battery"]
+    torch.testing.assert_close(obs[:, bat, 6], 2 * state.soc - 1)
+
+
 def test_vec_env_rollout_without_grad():
     env = make_vec("ieee13-50-v0", num_envs=4)
     obs = env.reset(seed=1)
