@@ -85,7 +85,8 @@ def bench_main(argv=None) -> int:
     e.add_argument("--dtype", choices=["fp64", "fp32"], default="fp64")
     e.add_argument("--compile", action="store_true",
                    help="torch.compile the step's element-wise stages (EnvConfig.compile)")
-    e.add_argument("--repeats", type=int, default=3, help="time ours as the best of this many days")
+    e.add_argument("--repeats", type=int, default=3,
+                   help="timing rounds: one peer day, then ours for as long; each side's best")
     e.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args(argv)
     if args.what == "env":
