@@ -223,7 +223,9 @@ class PowerFlow:
         self._unrolled_net = UnrolledNetwork(
             inv_a=self._inv_base[0, :m], a_pu_il=net._a_il, mc_il=net._mc_il, w_il=net._w_il,
             zc_il=net._zc_il, inv_base_v=1.0 / self._base_v, line_0_il=net._line_0_il,
-            line_k_il=net._line_k_il, inv_amps=self._inv_amps)
+            line_k_il=net._line_k_il, inv_amps=self._inv_amps,
+            port_a=torch.as_tensor(self.ports.port_a, device=self.device),
+            port_b=torch.as_tensor(self.ports.port_b, device=self.device))
         return self._unrolled_net
 
     def ports_of(self, nodes) -> torch.Tensor:

@@ -30,6 +30,8 @@ class UnrolledNetwork(NamedTuple):
     line_0_il: torch.Tensor  # (1, 2r) no-load line currents, A
     line_k_il: torch.Tensor  # (2m, 2r) g -> -Y_b Z C conj(g)
     inv_amps: torch.Tensor  # (r,) 1 / normamps (0: unrated)
+    port_a: torch.Tensor  # (m,) long: node of each port's first terminal
+    port_b: torch.Tensor  # (m,) long: node of its second terminal (-1: ground)
 
 
 def _div(s, u):
@@ -76,14 +78,20 @@ def unrolled_solve(net: UnrolledNetwork, s_va: torch.Tensor, n_iter: int, tol: f
 
     Returns ``v`` ``(B, n, 2)`` node voltages (V), ``v_pu`` ``(B, n)``, ``i_line`` ``(B, r, 2)``
     (A), ``line_loading`` ``(B, r)``, ``converged`` ``(B,)`` bool and the last step ``(B,)``
-    (p.u.) after ``n_iter >= 2`` iterations.
+    (p.u.) after ``n_iter >= 3`` iterations. The outputs are those of the last iterate, the one
+    the stopping test certifies.
     """
     b, m = s_va.shape[:2]
-    s_pu = s_va * net.inv_a[:, None]  # s / |a|: the load of the p.u. iterate
-    u, prev, last = iterate(net.a_pu_il.reshape(1, m, 2).expand(b, m, 2), s_pu, net.a_pu_il,
-                            net.mc_il, n_iter)
-    rho = torch.clamp(last / prev, max=0.99)  # nan (0 / 0) fails the test below but the floor's
+    inv_a = net.inv_a[:, None]
+    s_pu = s_va * inv_a  # s / |a|: the load of the p.u. iterate
+    u, _, step = iterate(net.a_pu_il.reshape(1, m, 2).expand(b, m, 2), s_pu, net.a_pu_il,
+                         net.mc_il, n_iter - 1)
+    # iteration n_iter: node voltages from the last iterate's port loads, ports read off them
+    g, v, v_pu = node_outputs(u / inv_a, s_va, net)
+    u_last = (v[:, net.port_a] - torch.where(net.port_b[:, None] >= 0,
+                                             v[:, net.port_b.clamp(min=0)], 0.0)) * inv_a
+    last = (u_last - u).abs().amax(dim=(1, 2))
+    rho = torch.clamp(last / step, max=0.99)  # nan (0 / 0) fails the test below but the floor's
     converged = (last * rho <= tol * (1 - rho)) | (last <= floor)
-    g, v, v_pu = node_outputs(u / net.inv_a[:, None], s_va, net)
     i_line, loading = line_outputs(g, net)
     return v, v_pu, i_line, loading, converged, last

@@ -218,3 +218,29 @@ def test_compiled_unrolled_start_matches_eager(ieee13):
     torch.testing.assert_close(r_c.v, r_e.v, rtol=0, atol=1e-8)
     torch.testing.assert_close(g_c, g_e, rtol=1e-8, atol=1e-12)
     assert (r_c.iterations >= comp.settings.unroll).all() and r_c.converged.all()
+
+
+def test_unrolled_solve_matches_solve_and_flags_too_few_iterations(ieee13):
+    """:func:`unrolled_solve` (the fused step's power flow; its last iteration reads the port
+    voltages, delta load ports included, off the node-voltage GEMM) gives the regular solve's
+    voltages and line loadings, and reports a scenario unconverged when it ran too few
+    iterations for the tolerance."""
+    from gridedge_env.powerflow.unrolled import unrolled_solve
+
+    nodes = [ieee13.node_index(n) for n in ("675.1", "675.2", "611.3", "652.1", "692.3")]
+    pf = PowerFlow(ieee13, injection_nodes=nodes, tol=1e-10)
+    net = pf.unrolled_network()
+    assert bool((net.port_b >= 0).any())  # IEEE 13's delta loads give node-pair ports
+    g = torch.Generator().manual_seed(7)
+    s = torch.complex(torch.rand(5, 5, generator=g, dtype=torch.float64) * 400 - 100,
+                      torch.rand(5, 5, generator=g, dtype=torch.float64) * 80)
+    ref = pf.solve(s, load_scale=0.0, at=torch.tensor(nodes))
+    s_va = torch.zeros(5, pf.n_ports, 2, dtype=torch.float64)
+    s_va[:, pf.ports_of(nodes)] = torch.view_as_real(s) * 1e3
+    v, v_pu, _, loading, converged, last = unrolled_solve(net, s_va, 40, 1e-10, 1e-14)
+    assert converged.all()
+    torch.testing.assert_close(torch.view_as_complex(v.contiguous()), ref.v, rtol=0, atol=1e-6)
+    torch.testing.assert_close(v_pu, ref.v_pu, rtol=0, atol=1e-10)
+    torch.testing.assert_close(loading, ref.line_loading, rtol=1e-9, atol=1e-10)
+    *_, converged3, last3 = unrolled_solve(net, s_va, 3, 1e-10, 1e-14)
+    assert not converged3.any() and (last3 > 1e-10).all()
