@@ -306,7 +306,8 @@ def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor, n_iter
     flows converged; :func:`step` redoes the step on the regular path if any did not."""
     dev = _devices(params, state, action)
     p_kw, q_kvar = dev[0], dev[1]
-    b, m = action.shape[0], params.powerflow.n_ports
+    b, m = action.shape[0], params.unrolled.inv_a.shape[0]  # ports (a tensor's size: the
+    # powerflow's numpy-backed count would cost a from_numpy guard per call)
     s_va = torch.stack([p_kw.new_zeros(b, m).index_add(1, params.agent_port, p_kw),
                         q_kvar.new_zeros(b, m).index_add(1, params.agent_port, q_kvar)],
                        dim=-1) * 1e3

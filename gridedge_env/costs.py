@@ -14,6 +14,7 @@ passes its own per-constraint multipliers to :func:`lagrangian` instead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -112,28 +113,34 @@ def voltage_unbalance(v_complex: torch.Tensor, bus_phases: torch.Tensor) -> torc
 
     ``V+ = (Va + a Vb + a^2 Vc) / 3`` and ``V- = (Va + a^2 Vb + a Vc) / 3``, ``a = exp(2j pi / 3)``:
     one gather and one small matrix product for every bus at once.
-    A real ``(B, n, 2)`` (interleaved re, im) ``v_complex`` is accepted too (compiled code).
+    A real ``(B, n, 2)`` (interleaved re, im) ``v_complex`` is accepted too (compiled code); it
+    takes element-wise rotations by Python constants, which compiled code fuses into its kernel
+    (no tiny GEMM, no constant tensor to pass in).
     """
     real = not v_complex.is_complex()
     b = v_complex.shape[0]
     if not bus_phases.numel():
         return (v_complex if real else v_complex.real).new_zeros(b, 0)
     v3 = v_complex.index_select(1, bus_phases.reshape(-1))
-    if real:  # (B, n3, 6, 1) * (6, 4) summed over the 6: re, im of V+ and V-, element-wise so
-        # that compiled code fuses it into its kernel instead of calling a tiny GEMM
-        seq = torch.as_tensor(_SEQ_REAL, dtype=v3.dtype, device=v3.device)
-        pn = (v3.reshape(b, -1, 6, 1) * seq).sum(-2).reshape(b, -1, 2, 2)
-        pos_neg = torch.linalg.vector_norm(pn, dim=-1)
-    else:
-        pos_neg = magnitude(v3.reshape(b, -1, 3) @ torch.as_tensor(_SEQ, dtype=v3.dtype, device=v3.device))
+    if real:
+        va, vb, vc = v3.reshape(b, -1, 3, 2).unbind(2)
+        pos = va + _rotate(vb, 1) + _rotate(vc, 2)
+        neg = va + _rotate(vb, 2) + _rotate(vc, 1)
+        return torch.linalg.vector_norm(neg, dim=-1) / torch.linalg.vector_norm(pos, dim=-1)
+    pos_neg = magnitude(v3.reshape(b, -1, 3) @ torch.as_tensor(_SEQ, dtype=v3.dtype,
+                                                                device=v3.device))
     return pos_neg[..., 1] / pos_neg[..., 0]
+
+
+def _rotate(v: torch.Tensor, k: int) -> torch.Tensor:
+    """``a^k v`` for interleaved ``(..., 2)`` ``v``, ``a = exp(2j pi / 3)``."""
+    c, s = math.cos(2 * math.pi * k / 3), math.sin(2 * math.pi * k / 3)
+    re, im = v[..., 0], v[..., 1]
+    return torch.stack([c * re - s * im, s * re + c * im], dim=-1)
 
 
 _A = np.exp(2j * np.pi / 3)
 _SEQ = np.array([[1, 1], [_A, _A * _A], [_A * _A, _A]])  # (Va, Vb, Vc) -> 3 (V+, V-)
-_SEQ_REAL = np.zeros((6, 4))  # the same on interleaved (re, im) vectors
-_SEQ_REAL[0::2, 0::2], _SEQ_REAL[0::2, 1::2] = _SEQ.real, _SEQ.imag  # re V_k -> c re V_k
-_SEQ_REAL[1::2, 0::2], _SEQ_REAL[1::2, 1::2] = -_SEQ.imag, _SEQ.real  # im V_k -> c j im V_k
 
 
 def lagrangian(costs, cons: Constraints, dual_v_over, dual_v_under, dual_line) -> torch.Tensor:

@@ -19,6 +19,9 @@ def test_voltage_unbalance_matches_the_sequence_definition():
     ref = (np.abs(vn[..., 0] + a * a * vn[..., 1] + a * vn[..., 2])
            / np.abs(vn[..., 0] + a * vn[..., 1] + a * a * vn[..., 2]))
     np.testing.assert_allclose(voltage_unbalance(v, bp).numpy(), ref, rtol=1e-12)
+    # the interleaved real form (compiled code) gives the same
+    np.testing.assert_allclose(voltage_unbalance(torch.view_as_real(v), bp).numpy(), ref,
+                               rtol=1e-12)
     assert voltage_unbalance(v, torch.zeros(0, 3, dtype=torch.long)).shape == (5, 0)
 
 
