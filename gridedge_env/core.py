@@ -130,8 +130,9 @@ def make_params(config: EnvConfig, device="cpu", dtype=torch.float64,
     scn = _to(scn, device)
     f = scn.feeder
     nodes = sorted(set(scn.placement.node.tolist()))
-    pf = PowerFlow(f, device=device, dtype=dtype, injection_nodes=nodes, on_nonconvergence="flag",
-                   tol=config.pf_tol_pu, compile=config.compile)
+    # households replace the feeder's own loads: the power flow has ports at agent nodes only
+    pf = PowerFlow(f.without_loads(), device=device, dtype=dtype, injection_nodes=nodes,
+                   on_nonconvergence="flag", tol=config.pf_tol_pu, compile=config.compile)
     mask = torch.ones(f.n_nodes, dtype=dtype, device=device)
     mask[torch.as_tensor(f.source_nodes, device=device)] = 0
     buses: dict[str, dict[str, int]] = {}

@@ -218,6 +218,18 @@ class Feeder:
         src = dataclasses.replace(self.source, params={**self.source.params, "pu": pu})
         return dataclasses.replace(self, source=src, source_emf_v=self.source_emf_v * pu / old)
 
+    def without_loads(self) -> Feeder:
+        """A copy without the feeder's own loads (the network only). A power flow built on it
+        has ports at its injection nodes alone: what a model that replaces the loads (the
+        environment's households) solves, with no dead load ports in its fixed point."""
+        import dataclasses
+
+        none = np.zeros(0, dtype=np.int64)
+        return dataclasses.replace(self, load_names=(), load_params=(), term_a=none,
+                                   term_b=none, term_load=none,
+                                   term_zip_kva=np.zeros((0, 3), dtype=np.complex128),
+                                   term_vnom_v=np.zeros(0))
+
     # ------------------------------------------------------------------ serialisation
     def to_json(self) -> dict:
         """A JSON-ready dict (complex numbers as ``[re, im]`` pairs, full float precision)."""

@@ -361,7 +361,7 @@ class PowerFlow:
         ports = None if at is None or s_kva is None else self._at_ports(at)
         s_kva, scale, batch = self._check(s_kva, load_scale, check, at)
         s_flat = None if s_kva is None else s_kva.reshape(-1, s_kva.shape[-1])
-        scale = scale.reshape(-1, self.feeder.n_loads)
+        scale = scale.reshape(math.prod(batch), self.feeder.n_loads)  # n_loads may be 0
         no_loads = isinstance(load_scale, (int, float)) and load_scale == 0
         coeffs = self._coefficients(s_flat, scale, ports, no_loads)
         bsz, m = scale.shape[0], self.n_ports

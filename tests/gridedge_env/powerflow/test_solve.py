@@ -244,3 +244,20 @@ def test_unrolled_solve_matches_solve_and_flags_too_few_iterations(ieee13):
     torch.testing.assert_close(loading, ref.line_loading, rtol=1e-9, atol=1e-10)
     *_, converged3, last3 = unrolled_solve(net, s_va, 3, 1e-10, 1e-14)
     assert not converged3.any() and (last3 > 1e-10).all()
+
+
+def test_power_flow_without_the_feeders_loads_equals_load_scale_zero(ieee13):
+    """``Feeder.without_loads`` (the environment's network: households replace the loads)
+    solves like the full feeder at load scale 0, with ports at the injection nodes only."""
+    nodes = [ieee13.node_index(n) for n in ("675.1", "675.2", "611.3", "652.1")]
+    full = PowerFlow(ieee13, injection_nodes=nodes, tol=1e-12)
+    bare = PowerFlow(ieee13.without_loads(), injection_nodes=nodes, tol=1e-12)
+    assert bare.n_ports == len(nodes) < full.n_ports and bare.feeder.n_loads == 0
+    g = torch.Generator().manual_seed(9)
+    s = torch.complex(torch.rand(3, 4, generator=g, dtype=torch.float64) * 300 - 100,
+                      torch.rand(3, 4, generator=g, dtype=torch.float64) * 50)
+    at = torch.tensor(nodes)
+    r_full, r_bare = full.solve(s, 0.0, at=at), bare.solve(s, 0.0, at=at)
+    torch.testing.assert_close(r_bare.v, r_full.v, rtol=0, atol=1e-7)
+    torch.testing.assert_close(r_bare.line_loading, r_full.line_loading, rtol=1e-10, atol=1e-12)
+    assert r_bare.converged.all()
