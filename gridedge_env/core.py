@@ -315,8 +315,11 @@ def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor, n_iter
     p_kw, q_kvar = dev[0], dev[1]
     b, m = action.shape[0], params.unrolled.inv_a.shape[0]  # ports (a tensor's size: the
     # powerflow's numpy-backed count would cost a from_numpy guard per call)
-    s_va = torch.stack([p_kw.new_zeros(b, m).index_add(1, params.agent_port, p_kw),
-                        q_kvar.new_zeros(b, m).index_add(1, params.agent_port, q_kvar)],
+    # agents -> ports as scatter_reduce("sum"), which inductor hands to ATen's kernel on a
+    # multi-threaded CPU; index_add compiles to atomic adds in extra passes (10 % of the step)
+    port = params.agent_port.expand(b, -1)
+    s_va = torch.stack([p_kw.new_zeros(b, m).scatter_reduce(1, port, p_kw, "sum"),
+                        q_kvar.new_zeros(b, m).scatter_reduce(1, port, q_kvar, "sum")],
                        dim=-1) * 1e3
     v, v_pu, _, loading, converged, _ = unrolled_solve(
         params.unrolled, s_va, n_iter, params.powerflow.settings.tol,
