@@ -20,6 +20,7 @@ and 0 for generators. The global state for centralised critics is :func:`global_
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from functools import partial
 from typing import NamedTuple
@@ -246,9 +247,17 @@ a fused fp32 step at 64 days)."""
 
 
 def _stage(params: EnvParams, fn):
-    """``fn`` bound to ``params``, through ``torch.compile`` when ``config.compile`` is set."""
+    """``fn`` bound to ``params``, through ``torch.compile`` when ``config.compile`` is set.
+
+    Each environment compiles its own copy of ``fn``'s code: dynamo keeps compiled versions
+    per code object, at most ``torch._dynamo.config.recompile_limit`` (8) of them (one per
+    batch size, grad mode and unroll count), and running eagerly beyond that. With one shared
+    code object, a few environments in one process (float64 and float32, two scenarios) would
+    use up each other's budget."""
     if params.config.compile and fn.__name__ not in params.compiled:
-        params.compiled[fn.__name__] = torch.compile(fn, options=COMPILE_OPTIONS)
+        own = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
+                                 fn.__defaults__, fn.__closure__)
+        params.compiled[fn.__name__] = torch.compile(own, options=COMPILE_OPTIONS)
     return partial(params.compiled.get(fn.__name__, fn), params)
 
 
