@@ -251,7 +251,7 @@ def _stage(params: EnvParams, fn):
 
     Each environment compiles its own copy of ``fn``'s code: dynamo keeps compiled versions
     per code object, at most ``torch._dynamo.config.recompile_limit`` (8) of them (one per
-    batch size, grad mode and unroll count), and running eagerly beyond that. With one shared
+    batch size, grad mode and unroll count) and runs eagerly beyond that. With one shared
     code object, a few environments in one process (float64 and float32, two scenarios) would
     use up each other's budget."""
     if params.config.compile and fn.__name__ not in params.compiled:
@@ -322,8 +322,8 @@ def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor, n_iter
     flows converged; :func:`step` redoes the step on the regular path if any did not."""
     dev = _devices(params, state, action)
     p_kw, q_kvar = dev[0], dev[1]
-    b, m = action.shape[0], params.unrolled.inv_a.shape[0]  # ports (a tensor's size: the
-    # powerflow's numpy-backed count would cost a from_numpy guard per call)
+    # the port count from a tensor: PowerFlow.n_ports is numpy-backed, a conversion per call
+    b, m = action.shape[0], params.unrolled.inv_a.shape[0]
     # agents -> ports as scatter_reduce("sum"), which inductor hands to ATen's kernel on a
     # multi-threaded CPU; index_add compiles to atomic adds in extra passes (10 % of the step)
     port = params.agent_port.expand(b, -1)
