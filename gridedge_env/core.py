@@ -20,7 +20,6 @@ and 0 for generators. The global state for centralised critics is :func:`global_
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass, field
 from functools import partial
 from typing import NamedTuple
@@ -28,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .compiling import compile_own
 from .costs import (
     Constraints,
     CostChannels,
@@ -240,24 +240,11 @@ def global_state(params: EnvParams, state: EnvState) -> torch.Tensor:
     return torch.cat([obs.flatten(1), (state.v_pu[:, params.agent_node] - 1) / 0.05], dim=1)
 
 
-COMPILE_OPTIONS = {"size_asserts": False}
-"""Inductor options of the compiled stages. The generated code would re-check every input's
-sizes and strides on each call, which dynamo's guards have checked already (~50 checks, 4 % of
-a fused fp32 step at 64 days)."""
-
-
 def _stage(params: EnvParams, fn):
-    """``fn`` bound to ``params``, through ``torch.compile`` when ``config.compile`` is set.
-
-    Each environment compiles its own copy of ``fn``'s code: dynamo keeps compiled versions
-    per code object, at most ``torch._dynamo.config.recompile_limit`` (8) of them (one per
-    batch size, grad mode and unroll count) and runs eagerly beyond that. With one shared
-    code object, a few environments in one process (float64 and float32, two scenarios) would
-    use up each other's budget."""
+    """``fn`` bound to ``params``, through ``torch.compile`` when ``config.compile`` is set
+    (each environment its own compiled copy: :func:`.compiling.compile_own`)."""
     if params.config.compile and fn.__name__ not in params.compiled:
-        own = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
-                                 fn.__defaults__, fn.__closure__)
-        params.compiled[fn.__name__] = torch.compile(own, options=COMPILE_OPTIONS)
+        params.compiled[fn.__name__] = compile_own(fn)
     return partial(params.compiled.get(fn.__name__, fn), params)
 
 

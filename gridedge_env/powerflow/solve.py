@@ -13,6 +13,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from ..compiling import compile_own
 from ..network.feeder import Feeder
 from .implicit import PortSolve, Settings, _conj_load
 from .ports import build_ports, make_network
@@ -87,9 +88,6 @@ def _cplx(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if dtype == torch.float64 else torch.complex64
 
 
-_COMPILE_OPTIONS = {"size_asserts": False}  # dynamo's guards check input sizes and strides
-
-
 class PowerFlow:
     """Batched three-phase unbalanced power flow on one feeder, differentiable by implicit gradient.
 
@@ -138,15 +136,15 @@ class PowerFlow:
         tol = (1e-10 if dtype == torch.float64 else 1e-6) if tol is None else tol
         # compile: the first fixed-point iterations as one torch.compile'd block (constant-power
         # ports, dense backend), fusing each iteration's element-wise work around its GEMM
-        block = torch.compile(iterate, options=_COMPILE_OPTIONS) if compile else None
+        block = compile_own(iterate) if compile else None
         self.settings = Settings(tol, max_iter, newton_iter, block,
                                  unroll=5 if dtype == torch.float64 else 4)
         self.injection_nodes = self._node_indices(injection_nodes)
         self.ports = build_ports(feeder, self.injection_nodes)
         self.network = make_network(feeder, self.ports, self.device, dtype, backend)
         # ... and the outputs (node voltages, line currents) as two fused real stages
-        self._compiled_outputs = (torch.compile(node_outputs, options=_COMPILE_OPTIONS),
-                                   torch.compile(line_outputs, options=_COMPILE_OPTIONS)) \
+        self._compiled_outputs = (compile_own(node_outputs),
+                                   compile_own(line_outputs)) \
             if compile and self.network.kind == "dense" else None
         self._to_tensors()
 
