@@ -5,13 +5,15 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # The CPU build of PyTorch; an unpinned `torch` would pull the multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# Exact versions of every package the suite was verified with (refresh: `make lock`).
+LOCK   ?= constraints.txt
 
-.PHONY: demo test lint bundle clean
+.PHONY: demo test lint lock bundle clean
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q $(TORCH_SPEC)
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -c $(LOCK) $(TORCH_SPEC)
+	$(PIP) install -q -c $(LOCK) -e '.[test,rl,export]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -24,9 +26,20 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
+# Refresh the lock: the newest versions pyproject.toml's ranges admit today, resolved in a fresh
+# venv. Run `make test` afterwards and commit constraints.txt only if it passes.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q $(TORCH_SPEC)
+	.lock-venv/bin/python -m pip install -q -e '.[test,rl,export]'
+	{ echo "# Exact versions \`make demo\` and \`make test\` install (pip -c); made by \`make lock\`."; \
+	  echo "# Verified with the whole test suite on x86-64 Linux, Python 3.11, torch CPU build."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > $(LOCK)
+	rm -rf .lock-venv
+
 # Rebuild the bundled feeders from the reference OpenDSS models in ../shared (maintainers only).
 bundle: $(VENV)/.installed
 	$(PY) scripts/build_bundled_feeders.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .lock-venv .pytest_cache build *.egg-info

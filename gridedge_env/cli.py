@@ -7,8 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-#: Acceptance gates of ``gridedge-validate`` (the issue's requirement is 1e-6 p.u. on voltages).
-GATES = {"max_v_err_pu": 1e-6, "max_angle_err_deg": 1e-4, "max_i_rel_err": 1e-4}
+#: Acceptance gates of ``gridedge-validate`` (the requirement is 1e-6 p.u. on voltages; the test
+#: suite holds the bundled feeders to the tighter gates of docs/powerflow.md, error budget).
+GATES = {"max_v_err_pu": 1e-6, "max_v_ll_err_pu_floating": 1e-6, "max_angle_err_deg": 1e-4,
+         "max_i_rel_err": 1e-4}
 
 
 def _feeder_and_master(spec: str, taps: str):
@@ -24,7 +26,10 @@ def _feeder_and_master(spec: str, taps: str):
 
 
 def validate_main(argv=None) -> int:
-    """``gridedge-validate FEEDER [--scenarios K] [--seed S] [--json]``: compare with OpenDSS."""
+    """``gridedge-validate FEEDER [--scenarios K] [--seed S] [--json]``: compare with OpenDSS.
+
+    Exit status: 0 when every gate holds on the scenarios both engines solved, 1 when one does
+    not, 2 when no scenario could be compared (each unsolved scenario is listed)."""
     ap = argparse.ArgumentParser(prog="gridedge-validate", description=validate_main.__doc__)
     ap.add_argument("feeder", help="bundled feeder name (ieee13, ieee34, ieee34mod2, ieee123) or "
                                    "an OpenDSS master file")
@@ -43,19 +48,39 @@ def validate_main(argv=None) -> int:
     feeder, master = _feeder_and_master(args.feeder, args.taps)
     modes = ["zip", "pq"] if args.load_model == "both" else [args.load_model]
     results = [compare(feeder, args.scenarios, args.seed, m, master) for m in modes]
-    worst = {k: max(getattr(r, k) for r in results) for k in GATES}
-    passed = all(worst[k] <= GATES[k] for k in GATES)
-    print(f"{'feeder':12} {'loads':5} {'scen':>5} {'max |dV| pu':>12} {'max dAng deg':>12} "
-          f"{'max dI rel':>11}")
-    for r in results:
-        print(f"{r.feeder:12} {r.load_model:5} {r.n_scenarios:5d} {r.max_v_err_pu:12.3e} "
-              f"{r.max_angle_err_deg:12.3e} {r.max_i_rel_err:11.3e}")
-    print(("PASSED" if passed else "FAILED") + " (gates: " +
-          ", ".join(f"{k} <= {v:g}" for k, v in GATES.items()) + ")")
+    compared = [r for r in results if r.n_compared]
+    worst = {k: (max(getattr(r, k) for r in compared) if compared else None) for k in GATES}
+    passed = bool(compared) and all(worst[k] <= GATES[k] for k in GATES)
+    _print_comparisons(results)
+    if not compared:
+        print("NOTHING COMPARED: no scenario was solved by both engines")
+    else:
+        print(("PASSED" if passed else "FAILED") + " on the scenarios both engines solved (gates: "
+              + ", ".join(f"{k} <= {v:g}" for k, v in GATES.items()) + ")")
     if args.json:
-        print(json.dumps({**worst, "n_scenarios": results[0].n_scenarios, "passed": passed,
+        print(json.dumps({**worst, "n_scenarios": results[0].n_scenarios,
+                          "n_compared": sum(r.n_compared for r in results), "passed": passed,
                           "feeder": feeder.name, "per_mode": [r.as_dict() for r in results]}))
-    return 0 if passed else 1
+    return 2 if not compared else (0 if passed else 1)
+
+
+def _print_comparisons(results) -> None:
+    def num(x, w):
+        return f"{x:{w}.3e}" if x is not None else f"{'-':>{w}}"
+
+    print(f"{'feeder':12} {'loads':5} {'solved':>7} {'max |dV| pu':>12} {'max dAng deg':>12} "
+          f"{'floating LL':>12} {'max dI rel':>11}")
+    for r in results:
+        print(f"{r.feeder:12} {r.load_model:5} {f'{r.n_compared}/{r.n_scenarios}':>7} "
+              f"{num(r.max_v_err_pu, 12)} {num(r.max_angle_err_deg, 12)} "
+              f"{num(r.max_v_ll_err_pu_floating, 12)} {num(r.max_i_rel_err, 11)}")
+        for engine, idx in r.unsolved.items():
+            if idx:
+                name = "OpenDSS" if engine == "opendss" else "gridedge"
+                print(f"  {r.load_model}: {name} did not solve {len(idx)} scenario(s): {idx} "
+                      "(0 = nominal; left out of the figures)")
+        if r.floating_nodes:
+            print(f"  floating (compared line-to-line): {', '.join(r.floating_nodes)}")
 
 
 def bench_main(argv=None) -> int:

@@ -133,6 +133,24 @@ class Feeder:
             object.__setattr__(self, "_lookup", lookup)
         return lookup
 
+    def floating_sections(self) -> list[np.ndarray]:
+        """Node indices of each section with no conductive path to ground (fed only through
+        delta or ungrounded-wye windings; :mod:`.grounding`). Computed once per feeder."""
+        sections = self.__dict__.get("_floating")
+        if sections is None:
+            from .grounding import floating_sections
+
+            sections = floating_sections(self)
+            object.__setattr__(self, "_floating", sections)
+        return sections
+
+    def floating_nodes(self) -> np.ndarray:
+        """Sorted indices of the nodes with no path to ground: no phase-to-ground injection,
+        agent or wye load belongs there; their node-to-ground voltage is set only by
+        anti-float admittances (``docs/feeders.md``, floating nodes)."""
+        s = self.floating_sections()
+        return np.sort(np.concatenate(s)) if s else np.zeros(0, dtype=np.int64)
+
     def line_phase_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Which rows of each line's ``y_prim`` give its terminal-1 phase currents.
 

@@ -15,6 +15,7 @@ import torch
 
 from ..compiling import compile_own
 from ..network.feeder import Feeder
+from ..network.grounding import why_floating
 from .implicit import PortSolve, Settings, _conj_load
 from .ports import build_ports, make_network
 from .unrolled import UnrolledNetwork, iterate, line_outputs, node_outputs
@@ -97,8 +98,11 @@ class PowerFlow:
     device, dtype: where and in which real precision to solve (``torch.float64`` default,
         ``torch.float32`` for speed at ~1e-6 p.u. accuracy).
     injection_nodes: node indices (or ``"bus.phase"`` names) that may carry wye injections
-        ``s_kva``; ``"all"`` (default) allows every node. Fewer nodes make solves cheaper, since
-        the iteration runs over the loads' and these nodes' ports only.
+        ``s_kva``; ``"all"`` (default) allows every node with a path to ground. Fewer nodes make
+        solves cheaper, since the iteration runs over the loads' and these nodes' ports only.
+        A floating node (``feeder.floating_nodes()``: an ungrounded section behind delta or
+        ungrounded-wye windings) is a ``ValueError`` naming it: an injection there has no
+        return path.
     load_model: ``"pq"`` (default) treats every feeder load as constant power; ``"zip"`` uses each
         load's own OpenDSS model (constant power / current / impedance parts). Injections ``s_kva``
         are always constant power.
@@ -150,8 +154,9 @@ class PowerFlow:
 
     # ------------------------------------------------------------------ setup
     def _node_indices(self, nodes) -> np.ndarray:
+        floating = self.feeder.floating_nodes()
         if isinstance(nodes, str) and nodes == "all":
-            return np.arange(self.feeder.n_nodes)
+            return np.setdiff1d(np.arange(self.feeder.n_nodes), floating)
         out = []
         for k in nodes:
             if isinstance(k, str):
@@ -160,7 +165,18 @@ class PowerFlow:
                 raise IndexError(f"injection node index {k} out of range [0, {self.feeder.n_nodes})")
             else:
                 out.append(int(k))
-        return np.unique(np.asarray(out, dtype=np.int64))
+        out = np.unique(np.asarray(out, dtype=np.int64))
+        bad = np.intersect1d(out, floating)
+        if len(bad):
+            raise ValueError(f"injection_nodes: {why_floating(self.feeder, int(bad[0]))}")
+        return out
+
+    def _not_injection(self, node: int) -> ValueError:
+        """The error for ``s_kva`` at ``node``, which is not an injection node."""
+        if node in self.feeder.floating_nodes():
+            return ValueError(f"s_kva is non-zero at {why_floating(self.feeder, node)}")
+        return ValueError(f"s_kva is non-zero at node {self.feeder.nodes[node]!r}, which is not "
+                          "one of this PowerFlow's injection_nodes")
 
     def _to_tensors(self) -> None:
         p, f = self.ports, self.feeder
@@ -249,6 +265,8 @@ class PowerFlow:
         ports = self._port_of_node[nodes]
         if bool((ports < 0).any()):
             bad = int(nodes[ports < 0][0])
+            if bad in self.feeder.floating_nodes():
+                raise ValueError(f"at names {why_floating(self.feeder, bad)}")
             raise ValueError(f"at names node {self.feeder.nodes[bad]!r}, which is not one of this "
                              "PowerFlow's injection_nodes")
         if isinstance(at, torch.Tensor):
@@ -283,9 +301,7 @@ class PowerFlow:
             outside[self._inj_nodes] = False
             nz = (s_kva[..., outside] != 0).reshape(-1, int(outside.sum())).any(0)
             if bool(nz.any()):
-                node = f.nodes[int(torch.nonzero(outside)[int(torch.nonzero(nz)[0])])]
-                raise ValueError(f"s_kva is non-zero at node {node!r}, which is not one of this "
-                                 "PowerFlow's injection_nodes")
+                raise self._not_injection(int(torch.nonzero(outside)[int(torch.nonzero(nz)[0])]))
         scale, batch = self._check_scale(load_scale, s_kva.shape[:-1])
         return s_kva.expand(*batch, width), scale, batch
 

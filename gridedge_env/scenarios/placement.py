@@ -3,7 +3,9 @@
 Households replace the feeder's spot loads: each load bus-phase receives a number of households
 (one per agent) proportional to its spot-load kW, by the largest-remainder method, so the feeder's
 load distribution is preserved. A delta load term between phases ``a`` and ``b`` credits its kW to
-phase ``a`` (households connect phase-to-neutral). Device kinds are drawn in exact proportions
+phase ``a`` (households connect phase-to-neutral). Nodes without a path to ground (an ungrounded
+section behind delta windings, ``Feeder.floating_nodes``) get no households: their spot load is
+left out, not moved elsewhere. Device kinds are drawn in exact proportions
 (largest remainder again) and shuffled over the households with a seed.
 """
 
@@ -56,6 +58,21 @@ def spot_load_kw_per_node(feeder: Feeder) -> np.ndarray:
     return w
 
 
+def household_weights(feeder: Feeder) -> np.ndarray:
+    """``(n_nodes,)`` spot-load kW that draws households: :func:`spot_load_kw_per_node`, zero at
+    floating nodes (``Feeder.floating_nodes``), where a household's phase-to-neutral connection
+    has no return path. Raises when no grounded node carries load."""
+    w = spot_load_kw_per_node(feeder)
+    floating = feeder.floating_nodes()
+    w[floating] = 0.0
+    if not (w > 0).any():
+        where = (f"; its only loads are in ungrounded sections "
+                 f"({', '.join(feeder.nodes[i] for i in floating)})" if len(floating) else "")
+        raise ValueError(f"feeder {feeder.name!r} has no grounded node with spot load to place "
+                         f"households on{where}")
+    return w
+
+
 def place_agents(feeder: Feeder, n_agents: int, mix: dict[str, float], seed: int) -> Placement:
     """Place ``n_agents`` households on ``feeder`` with device shares ``mix`` (by kind name)."""
     unknown = set(mix) - set(KINDS)
@@ -64,7 +81,7 @@ def place_agents(feeder: Feeder, n_agents: int, mix: dict[str, float], seed: int
     if n_agents < 1:
         raise ValueError(f"n_agents must be >= 1, got {n_agents}")
     node = np.repeat(np.arange(feeder.n_nodes), largest_remainder(n_agents,
-                                                                   spot_load_kw_per_node(feeder)))
+                                                                   household_weights(feeder)))
     shares = np.array([float(mix.get(k, 0.0)) for k in KINDS])
     rng = np.random.default_rng(seed)
     kind = rng.permutation(np.repeat(np.arange(len(KINDS)), largest_remainder(n_agents, shares)))

@@ -7,7 +7,12 @@ import torch
 from gridedge_env.network import BUNDLED, load_feeder
 from gridedge_env.network.bundled import BUNDLED_SOURCES
 from gridedge_env.powerflow import PowerFlow, PowerFlowError
-from gridedge_env.validation import compare
+from gridedge_env.validation import (
+    BUDGET_GATES,
+    compare,
+    extended_precision_solution,
+    random_scenarios,
+)
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +23,36 @@ def ieee13():
 @pytest.mark.parametrize("name", BUNDLED)
 @pytest.mark.parametrize("load_model", ["zip", "pq"])
 def test_agrees_with_opendss_on_reference_models(name, load_model, feeder_models):
+    """Within the error budget (validation.BUDGET_GATES) on every scenario, floating sections
+    compared line-to-line."""
     folder, master, _ = BUNDLED_SOURCES[name]
     c = compare(load_feeder(name), scenarios=6, seed=3, load_model=load_model,
                 master=feeder_models / folder / master)
-    assert c.max_v_err_pu < 1e-8  # requirement 1e-6, target 1e-8
-    assert c.max_angle_err_deg < 1e-6
-    assert c.max_i_rel_err < 1e-5
-    assert c.max_loss_rel_err < 1e-7
+    assert c.n_compared == c.n_scenarios, c.unsolved
+    assert not c.exceeded(BUDGET_GATES), c.exceeded(BUDGET_GATES)
+    if name == "ieee123":
+        assert c.floating_nodes == ["610.1", "610.2", "610.3"]
+
+
+@pytest.mark.parametrize("name", ["ieee13", "ieee123"])
+@pytest.mark.parametrize("backend", ["dense", "sparse"])
+def test_agrees_with_extended_precision_reference(name, backend):
+    """Independent of OpenDSS: our solution against the long-double refinement, at grounded
+    nodes. Budget: 8.2e-10 (dense) and 3.3e-9 (sparse) p.u. measured; gate 1e-8."""
+    if np.finfo(np.longdouble).eps > 1e-18:
+        pytest.skip("np.longdouble is no wider than float64 here")
+    f = load_feeder(name)
+    scale, nodes, s = random_scenarios(f, 2, seed=1)
+    s_full = np.zeros((len(scale), f.n_nodes), dtype=np.complex128)
+    s_full[:, nodes] = s
+    pf = PowerFlow(f, injection_nodes=nodes, tol=1e-12 if backend == "dense" else 1e-10,
+                   backend=backend)
+    v = pf.solve(torch.as_tensor(s_full), torch.as_tensor(scale)).v.numpy()
+    grounded = np.setdiff1d(np.arange(f.n_nodes), f.floating_nodes())
+    for j in range(len(scale)):
+        ref = extended_precision_solution(f, scale[j], s_full[j])
+        err = np.abs(np.abs(v[j]) - np.abs(ref)) / (f.base_kv_ln * 1e3)
+        assert err[grounded].max() < 1e-8, (j, f.nodes[grounded[err[grounded].argmax()]])
 
 
 def test_batch_shapes_agree(ieee13):

@@ -1,0 +1,90 @@
+"""Which nodes have a conductive path to ground, and which float.
+
+A node *floats* when no chain of conductors joins it to ground: it lies in a section fed only
+through delta or ungrounded-wye transformer windings (the secondary of IEEE 123's delta-delta
+``transformer.xfm1``, bus 610). There the line-to-line voltages and the currents are defined by the
+network, but the common (zero-sequence) voltage of the section is set only by OpenDSS's tiny
+anti-float admittances (``ppm_antifloat``, 1 ppm of the winding's rating to ground): a
+phase-to-ground injection has no return path (10 kW at ``610.1`` gives ~1e5 p.u.), and the
+node-to-ground voltages there are ill-conditioned (``docs/powerflow.md``, error budget).
+
+The test is structural, from each element's conductors (``Element.conductor_nodes``, ground = -1):
+
+- a transformer joins the conductors of each winding (its coils), never one winding to another;
+- a delta-connected shunt element (capacitor, reactor) joins its phase conductors;
+- every other element (line, switch, wye capacitor or reactor, the source) joins conductor ``k``
+  of its first terminal to conductor ``k`` of its second;
+- conductors whose primitive-admittance row is zero (a delta winding's unused neutral) join
+  nothing.
+
+Loads are not paths: a phase-to-ground load on an ungrounded section has no return either.
+Line charging capacitance and anti-float admittances do not count (they are not conductors).
+``tests/gridedge_env/network/test_grounding.py`` checks the rule against the null space of the
+network admittance without its shunts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .feeder import Element, Feeder
+
+
+def conductor_groups(el: Element) -> list[np.ndarray]:
+    """Groups of ``el``'s conductor positions that it joins conductively (see module docstring)."""
+    k = len(el.conductor_nodes)
+    live = np.abs(el.y_prim).sum(1) > 0
+    pos = np.arange(k)
+    if el.cls == "transformer":
+        w = int(el.params.get("windings", 2))
+        groups = np.array_split(pos, w) if k % w == 0 else [pos]
+    elif str(el.params.get("conn", "wye")).lower() == "delta":
+        groups = [pos]
+    elif k % 2 == 0:
+        groups = [np.array([j, j + k // 2]) for j in range(k // 2)]
+    else:
+        groups = [pos]
+    return [g[live[g]] for g in groups if live[g].sum() > 1]
+
+
+def _union_find(feeder: Feeder) -> np.ndarray:
+    """Root of every vertex: the ``n`` nodes and ground (vertex ``n``)."""
+    n = feeder.n_nodes
+    parent = np.arange(n + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for el in feeder.elements + (feeder.source,):  # setup only, once per feeder
+        vertex = np.where(el.conductor_nodes >= 0, el.conductor_nodes, n)
+        for g in conductor_groups(el):
+            r0 = root(int(vertex[g[0]]))
+            for j in g[1:]:
+                r = root(int(vertex[j]))
+                if r != r0:
+                    parent[r] = r0
+    return np.array([root(i) for i in range(n + 1)])
+
+
+def floating_sections(feeder: Feeder) -> list[np.ndarray]:
+    """Node indices of each conductively connected section without a path to ground."""
+    roots = _union_find(feeder)
+    ground = roots[-1]
+    nodes = roots[:-1]
+    return [np.flatnonzero(nodes == r) for r in np.unique(nodes[nodes != ground])]
+
+
+def why_floating(feeder: Feeder, node: int) -> str:
+    """One sentence naming ``node``'s ungrounded section and the windings that feed it."""
+    section = next(s for s in feeder.floating_sections() if node in s)
+    nodes = set(section.tolist())
+    feeders = sorted(el.name for el in feeder.elements
+                     if el.cls == "transformer" and nodes & set(el.conductor_nodes.tolist()))
+    via = f" fed only through {', '.join(feeders)}" if feeders else ""
+    return (f"node {feeder.nodes[node]!r} of feeder {feeder.name!r} has no path to ground: it lies "
+            f"in an ungrounded section ({', '.join(feeder.nodes[i] for i in section)}){via} "
+            "(delta or ungrounded-wye windings), so a phase-to-ground injection there has no return "
+            "path")
