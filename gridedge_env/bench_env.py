@@ -106,6 +106,14 @@ class OpenDSSPowerFlow:
                                converged=torch.as_tensor(conv), iterations=torch.as_tensor(iters))
 
 
+def opendss_stepped(params):
+    """``params`` with OpenDSS solving every power flow of a step (one scenario at a time,
+    tolerance 1e-8 p.u.) and the staged step (no fused or compiled power flow): an independent
+    check of anything run on the core (``gradmap-eval --opendss``)."""
+    peer = OpenDSSPowerFlow(params.scenario.feeder, params.powerflow.injection_nodes)
+    return dataclasses.replace(params, powerflow=peer, unrolled=None, compiled={})
+
+
 def _day(params, num_envs: int, steps: int) -> tuple[float, object]:
     state, _ = reset(params, num_envs, seed=0)
     action = torch.zeros(num_envs, params.n_agents, dtype=params.node_mask.dtype,
@@ -152,10 +160,8 @@ def bench_env(env_id: str = "ieee123-1000-v0", num_envs: int = 64, steps: int = 
     t_warm = time.perf_counter() - t_warm
     ref = params if dt == torch.float64 and device == "cpu" else env_params(
         env_id, compile=compile)
-    nodes = ref.powerflow.injection_nodes
     # the peer's step runs the staged path (devices, OpenDSS, outcome): no fused power flow
-    peer = dataclasses.replace(ref, powerflow=OpenDSSPowerFlow(ref.scenario.feeder, nodes),
-                               unrolled=None, compiled={})
+    peer = opendss_stepped(ref)
     n_dss = min(num_envs, 64) if opendss_envs is None else min(opendss_envs, num_envs)
     _day(peer, n_dss, 1)  # warm-up
     rounds = []

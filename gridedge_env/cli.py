@@ -84,8 +84,9 @@ def _print_comparisons(results) -> None:
 
 
 def bench_main(argv=None) -> int:
-    """``gridedge-bench powerflow --feeder F --batch N [--device] [--dtype] [--json]`` or
-    ``gridedge-bench env --scenario ID --num-envs N [--device] [--dtype] [--compile] [--json]``."""
+    """``gridedge-bench powerflow --feeder F --batch N [--device] [--dtype] [--json]``,
+    ``gridedge-bench env --scenario ID --num-envs N [--device] [--dtype] [--compile] [--json]`` or
+    ``gridedge-bench envgrad --scenario ID --days B [--dtype] [--json]``."""
     ap = argparse.ArgumentParser(prog="gridedge-bench", description=bench_main.__doc__)
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("powerflow", help="solves/s of our power flow vs OpenDSS")
@@ -113,7 +114,25 @@ def bench_main(argv=None) -> int:
     e.add_argument("--repeats", type=int, default=3,
                    help="timing rounds: one peer day, then ours for as long; each side's best")
     e.add_argument("--json", action="store_true", help="last line: one JSON object")
+    g = sub.add_parser("envgrad", help="seconds per environment gradient: whole-day vs stepwise")
+    g.add_argument("--scenario", default="ieee123-1000-v0")
+    g.add_argument("--days", type=int, default=32)
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--dtype", choices=["fp64", "fp32"], default="fp64")
+    g.add_argument("--hidden", default="32,32", help="policy hidden sizes (default 32,32)")
+    g.add_argument("--repeats", type=int, default=3)
+    g.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args(argv)
+    if args.what == "envgrad":
+        from gradmap_agents.bench import bench_envgrad  # the benchmark's policy is the trainer's
+
+        out = bench_envgrad(args.scenario, args.days, args.dtype, args.device,
+                            tuple(int(h) for h in args.hidden.split(",")), args.repeats)
+        for k, v in out.items():
+            print(f"{k:32} {v}")
+        if args.json:
+            print(json.dumps(out))
+        return 0
     if args.what == "env":
         from .bench_env import bench_env
 

@@ -1,0 +1,129 @@
+"""Benchmarks: the environment gradient (``gridedge-bench envgrad``) and time to target of the
+training methods (``gradmap-bench``). Both print JSON; tables are in ``docs/gradmap.md``."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _one_gradient(env, policy, days, duals, path):
+    from gridedge_env.rollout import rollout
+
+    from .gradmap import lagrangian
+
+    dev = env.node_mask.device
+    _sync(dev)
+    t0 = time.perf_counter()
+    roll = rollout(env, days, policy, perturb=True, path=path)
+    loss = lagrangian(roll, duals)
+    _sync(dev)
+    t1 = time.perf_counter()
+    grads = torch.autograd.grad(loss, [roll.delta, *policy.parameters()])
+    _sync(dev)
+    return t1 - t0, time.perf_counter() - t1, grads
+
+
+def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = "fp64",
+                  device: str = "cpu", hidden: tuple[int, ...] = (32, 32), repeats: int = 3) -> dict:
+    """Seconds per environment gradient (rollout + Lagrangian forward, backward to the action
+    perturbation and every policy parameter) of the whole-day path and of stepping
+    ``core.step``, in interleaved rounds (one of each per round; each side's best round)."""
+    from gridedge_env.bench import machine
+    from gridedge_env.registry import env_params
+
+    from .dual import init_duals
+    from .policy import StackedPolicy, kind_groups
+
+    dt = {"fp64": torch.float64, "fp32": torch.float32}[dtype]
+    env = env_params(env_id, device=device, dtype=dt)
+    policy = StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, hidden),
+                           seed=0, dtype=dt, device=env.node_mask.device)
+    duals = init_duals("node_time", env.n_steps, env.scenario.feeder.n_nodes,
+                       len(env.powerflow.line_phase_names), 100.0, 10.0, dtype=dt,
+                       device=env.node_mask.device)
+    day_idx = env.scenario.split.train[:days]
+    _one_gradient(env, policy, day_idx, duals, "whole_day")  # warm-up (allocator, threads)
+    whole, step = [], []
+    for _ in range(max(1, repeats)):
+        *ts, g_step = _one_gradient(env, policy, day_idx, duals, "stepwise")
+        step.append(ts)
+        *tw, g_whole = _one_gradient(env, policy, day_idx, duals, "whole_day")
+        whole.append(tw)
+    rel = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+              for a, b in zip(g_whole, g_step, strict=True))
+    fw, bw = min(whole, key=sum)
+    fs, bs = min(step, key=sum)
+    return {"env": env_id, "n_agents": env.n_agents, "days": days, "dtype": dtype,
+            "device": str(env.node_mask.device), "hidden": list(hidden),
+            "envgrad_s": round(fw + bw, 4), "envgrad_forward_s": round(fw, 4),
+            "envgrad_backward_s": round(bw, 4), "stepwise_envgrad_s": round(fs + bs, 4),
+            "stepwise_forward_s": round(fs, 4), "stepwise_backward_s": round(bs, 4),
+            "speedup": round((fs + bs) / (fw + bw), 2), "grad_max_rel_diff": rel,
+            "rounds": [[round(sum(w), 4), round(sum(s), 4)] for w, s in zip(whole, step, strict=True)],
+            "machine": machine()}
+
+
+def bench_methods(env_id: str, methods: list[str], seeds: int, config: str | None,
+                  sets: list[str], method_sets: list[str]) -> dict:
+    """Train every method with every seed (same days, machine and budget), then time to target
+    against the best feasible validation cost any of them reached (``docs/gradmap.md``)."""
+    from gridedge_env.bench import machine
+    from gridedge_env.registry import env_params
+
+    from .config import load_config, merge, parse_set
+    from .evaluate import evaluate, time_to_target
+    from .train import train
+
+    base = merge(parse_set(sets), {"env": env_id})
+    per_method = {m: parse_set([s.split(":", 1)[1] for s in method_sets if s.startswith(f"{m}:")])
+                  for m in methods}
+    runs = []
+    env = None
+    for method in methods:
+        for seed in range(seeds):
+            cfg = load_config(config, merge(merge(base, {"algo": {"method": method}, "seed": seed}),
+                                            per_method[method]))
+            if env is None:
+                dtype = {"fp64": torch.float64, "fp32": torch.float32}[cfg.dtype]
+                env = env_params(cfg.env, device=cfg.device, dtype=dtype, **dict(cfg.env_overrides))
+            s = train(env, cfg)
+            test, _ = evaluate(env, s.policy, env.scenario.split.test)
+            runs.append({"method": method, "seed": seed, "history": s.history,
+                         "no_control_val": s.no_control_val, "test": test,
+                         "env_gradients": s.env_gradients, "train_seconds": s.train_seconds})
+    nc = runs[0]["no_control_val"]
+    bound = 0.1 * nc["violation_magnitude"]
+    feasible = [h["val/cost"] for r in runs for h in r["history"] if h["val/violation_magnitude"] <= bound]
+    best = min(feasible) if feasible else None
+    out = {"env": env_id, "seeds": seeds, "best_feasible_val_cost": best,
+           "no_control_val": {k: nc[k] for k in ("cost", "violation_magnitude", "violation_frequency")},
+           "methods": {}, "machine": machine()}
+    for method in methods:
+        mine = [r for r in runs if r["method"] == method]
+        hits = [time_to_target(r["history"], nc, best) if best is not None else (None, None)
+                for r in mine]
+        times = [t for t, _ in hits if t is not None]
+        grads = [g for _, g in hits if g is not None]
+        out["methods"][method] = {
+            "time_to_target_s": statistics.median(times) if len(times) == len(mine) else None,
+            "env_gradients_to_target": statistics.median(grads) if len(grads) == len(mine) else None,
+            "per_seed_time_to_target_s": [t for t, _ in hits],
+            "per_seed_env_gradients_to_target": [g for _, g in hits],
+            "test_cost": statistics.mean(r["test"]["cost"] for r in mine),
+            "test_violation_magnitude": statistics.mean(r["test"]["violation_magnitude"] for r in mine),
+            "test_violation_frequency": statistics.mean(r["test"]["violation_frequency"] for r in mine),
+            "train_seconds": statistics.mean(r["train_seconds"] for r in mine),
+            "env_gradients": mine[0]["env_gradients"]}
+    m = out["methods"]
+    t_map = m.get("gradmap", {}).get("time_to_target_s")
+    t_ma = m.get("gradma", {}).get("time_to_target_s")
+    out["speedup"] = round(t_ma / t_map, 2) if t_map and t_ma else None
+    return out

@@ -1,0 +1,203 @@
+"""Training configuration: frozen dataclasses are the truth, YAML files under ``configs/`` hold
+overrides only (a test loads every file). Unknown keys, wrong types and impossible values raise
+:class:`~gridedge_env.config.ConfigError` naming the file and key (``gridedge_env.config``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from gridedge_env.config import ConfigError, from_dict, load_yaml, merge
+from gridedge_env.registry import registry
+
+from .dual import GRANULARITIES
+
+
+def _positive(where: str, **values) -> None:
+    for k, v in values.items():
+        if not v > 0:
+            raise ValueError(f"{where}.{k} must be > 0, got {v}")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Every agent's own MLP (:mod:`gradmap_agents.policy`)."""
+
+    hidden: tuple[int, ...] = (16, 16)
+    """Hidden layer sizes (tanh). Default (16, 16) (``docs/gradmap.md``: cost per step)."""
+    hidden_by_kind: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Other hidden sizes for some device kinds (``battery``, ``heatpump``, ``generator``)."""
+    out_scale: float = 0.1
+    """Scale of the output layer's initial weights: initial actions are near 0."""
+
+    def __post_init__(self):
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"policy.hidden sizes must be >= 1, got {self.hidden}")
+        unknown = set(self.hidden_by_kind) - {"battery", "heatpump", "generator"}
+        if unknown:
+            raise ValueError(f"policy.hidden_by_kind: unknown kinds {sorted(unknown)}")
+        _positive("policy", out_scale=self.out_scale)
+
+
+@dataclass(frozen=True)
+class DualConfig:
+    """Multipliers of the network constraints (:mod:`gradmap_agents.dual`)."""
+
+    granularity: Literal["node_time", "node", "time", "global"] = "node_time"
+    """One multiplier per node-phase and time of day (default), per node-phase, per time of
+    day, or one per constraint kind."""
+    init_voltage_gbp_per_pu: float = 100.0
+    """Initial voltage multipliers, GBP per p.u. per node-step (the reward's penalty weight)."""
+    init_line_gbp: float = 10.0
+    """Initial line multipliers, GBP per unit overload per line-phase-step."""
+    lr_voltage: float = 2e5
+    """Dual ascent step on voltage multipliers, GBP/p.u. per (p.u. of mean violation)."""
+    lr_line: float = 2e4
+    """Dual ascent step on line multipliers."""
+    max_gbp: float = 1e6
+    """Upper bound of every multiplier (a projection that keeps one bad batch from running
+    away)."""
+    margin_pu: float = 0.003
+    """Voltage margin, p.u.: train against ``[v_min + margin, v_max - margin]`` (evaluation
+    always uses the limits)."""
+    line_margin: float = 0.03
+    """Line margin: train against ``line_loading_max - line_margin``."""
+    fixed: bool = False
+    """Keep the initial multipliers (the fixed-penalty variant): no dual ascent."""
+
+    def __post_init__(self):
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"dual.granularity must be one of {GRANULARITIES}")
+        for k in ("init_voltage_gbp_per_pu", "init_line_gbp", "lr_voltage", "lr_line", "margin_pu",
+                  "line_margin"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"dual.{k} must be >= 0, got {getattr(self, k)}")
+        _positive("dual", max_gbp=self.max_gbp)
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """The policy update (:mod:`gradmap_agents.gradmap`)."""
+
+    method: Literal["gradmap", "gradma"] = "gradmap"
+    """``gradmap`` (proximal surrogate, K epochs per environment gradient) or ``gradma`` (one
+    step per environment gradient)."""
+    lr: float = 3e-3
+    """Adam step size of the policy parameters."""
+    days_per_gradient: int = 32
+    """Training days ``B`` rolled out per environment gradient."""
+    epochs: int = 4
+    """GradMAP: epochs ``K`` over the recorded samples per environment gradient."""
+    minibatches: int = 4
+    """GradMAP: minibatches per epoch (of the ``B x T`` (day, step) samples)."""
+    eta: float = 0.1
+    """GradMAP: proximal step ``eta`` (action units with ``grad_scale="rms"``)."""
+    eps: float = 0.2
+    """GradMAP: trust region ``|pi(o) - a0| <= eps`` per action (clipped form)."""
+    surrogate: Literal["clipped", "proximal"] = "clipped"
+    """GradMAP: the clipped, pessimistic surrogate (default) or the plain proximal one."""
+    grad_scale: Literal["rms", "none"] = "rms"
+    """GradMAP: divide the action gradient by its root mean square (``eta`` in action units)."""
+
+    def __post_init__(self):
+        if self.method not in ("gradmap", "gradma"):
+            raise ValueError(f"algo.method must be 'gradmap' or 'gradma', got {self.method!r}")
+        _positive("algo", lr=self.lr, eta=self.eta, eps=self.eps)
+        for k in ("days_per_gradient", "epochs", "minibatches"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"algo.{k} must be >= 1, got {getattr(self, k)}")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where training reports go (the CLI layer; the trainer only calls ``progress_fn``)."""
+
+    project: str = "gridedge"
+    """W&B project."""
+    group: str | None = None
+    """W&B group (default: the environment id)."""
+    tags: tuple[str, ...] = ()
+    """W&B tags."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A GradMAP / GradMA training run; YAML files override these defaults."""
+
+    env: str = "ieee13-50-v0"
+    """Registered environment id (``gridedge_env.registry``)."""
+    env_overrides: dict[str, object] = field(default_factory=dict)
+    """Environment or scenario options passed to ``make_vec`` (``observe_voltage: true``, ...)."""
+    dtype: Literal["fp64", "fp32"] = "fp64"
+    device: str = "cpu"
+    seed: int = 0
+    """Seeds the policies' initialisation, the day sampling and the minibatch order."""
+    iterations: int = 200
+    """Environment gradients in the run."""
+    eval_every: int = 10
+    """Validation evaluation every this many iterations (and at the end)."""
+    checkpoint_every: int = 10
+    """Checkpoint every this many iterations (and at the end)."""
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    dual: DualConfig = field(default_factory=DualConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def __post_init__(self):
+        if self.env not in registry:
+            raise ValueError(f"env {self.env!r} is not registered; known: {sorted(registry)}")
+        if self.dtype not in ("fp64", "fp32"):
+            raise ValueError(f"dtype must be fp64 or fp32, got {self.dtype!r}")
+        for k in ("iterations", "eval_every", "checkpoint_every"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+
+    def as_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the run's numbers (not ``iterations``, which a
+        resumed run may extend, nor the logging destination)."""
+        d = self.as_dict()
+        for k in ("iterations", "logging"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["algo.epochs=8", "seed=1"]`` -> nested overrides (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: bad value ({exc})") from None
+        if isinstance(parsed, str):  # YAML 1.1 reads 2e5 as a string; a number is meant
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} is not a section")
+        node[leaf] = parsed
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
+    """A :class:`TrainConfig` from a YAML file (or the defaults) with ``overrides`` on top."""
+    if path is None:
+        return from_dict(TrainConfig, merge({}, overrides or {}), "config")
+    return load_yaml(TrainConfig, path, overrides)

@@ -1,0 +1,85 @@
+"""Lagrange multipliers of the network constraints and their projected dual ascent.
+
+The constraint terms of a day are ``g >= 0`` per (step, node-phase) for the voltage exceedance
+above ``v_max`` and below ``v_min``, and per (step, line-phase) for the line overload
+(:mod:`gridedge_env.costs`). Each has a multiplier ``mu >= 0`` at a chosen *granularity*:
+
+- ``"node_time"`` (default): one per node-phase (line-phase) and time of day, ``(T, n)``;
+- ``"node"``: one per node-phase, shared over the day, ``(1, n)``;
+- ``"time"``: one per time of day, shared by all nodes, ``(T, 1)``;
+- ``"global"``: one per constraint kind, ``(1, 1)``.
+
+After each environment gradient (``gradmap-notes`` section 6), with ``G`` the mean over the batch's
+days of the terms each multiplier weighs, summed over the members of its group,
+
+    mu <- clip(mu + rho * G, 0, mu_max).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from gridedge_env.costs import Constraints
+
+GRANULARITIES = ("node_time", "node", "time", "global")
+
+
+class Duals(NamedTuple):
+    """Multipliers, GBP per unit of violation per (day, step, node-phase or line-phase)."""
+
+    v_over: torch.Tensor  # (T|1, n|1), GBP/p.u.
+    v_under: torch.Tensor  # (T|1, n|1), GBP/p.u.
+    line: torch.Tensor  # (T|1, r|1), GBP per unit overload
+
+
+def _shape(granularity: str, n_steps: int, width: int) -> tuple[int, int]:
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"dual granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    return (n_steps if granularity in ("node_time", "time") else 1,
+            width if granularity in ("node_time", "node") else 1)
+
+
+def init_duals(granularity: str, n_steps: int, n_nodes: int, n_line_phases: int,
+               voltage_gbp_per_pu: float, line_gbp: float, *, dtype=torch.float64,
+               device="cpu") -> Duals:
+    """Constant initial multipliers of the given granularity."""
+    def full(width, value):
+        return torch.full(_shape(granularity, n_steps, width), float(value), dtype=dtype,
+                          device=device)
+
+    return Duals(full(n_nodes, voltage_gbp_per_pu), full(n_nodes, voltage_gbp_per_pu),
+                 full(n_line_phases, line_gbp))
+
+
+def tightened(env, v_pu: torch.Tensor, line_loading: torch.Tensor, margin_pu: float = 0.0,
+              line_margin: float = 0.0) -> Constraints:
+    """Constraint terms ``(B, T, n|r)`` against the scenario's limits tightened by margins:
+    ``[v_min + m, v_max - m]`` and ``line_loading_max - m_line``. A margin keeps the trained
+    policies off the limits, so that days not trained on stay inside them (**Decision**,
+    ``docs/gradmap.md``); evaluation always uses the limits themselves."""
+    lim = env.scenario.config.limits
+    mask = env.node_mask
+    return Constraints(torch.relu(v_pu - (lim.v_max_pu - margin_pu)) * mask,
+                       torch.relu((lim.v_min_pu + margin_pu) - v_pu) * mask,
+                       torch.relu(line_loading - (lim.line_loading_max - line_margin)),
+                       None)
+
+
+def penalty(duals: Duals, cons) -> torch.Tensor:
+    """``sum mu * g`` per day ``(B,)`` for constraint terms ``(B, T, n|r)``."""
+    return ((duals.v_over * cons.v_over_pu).sum((1, 2)) + (duals.v_under * cons.v_under_pu).sum((1, 2))
+            + (duals.line * cons.line_over).sum((1, 2)))
+
+
+def dual_ascent(duals: Duals, cons, rho_v: float, rho_line: float, mu_max: float) -> Duals:
+    """One projected ascent step from the batch's constraint terms ``(B, T, n|r)``."""
+    def step(mu, g, rho):
+        mean = g.detach().mean(0)  # (T, width): mean over days
+        dims = [d for d in (0, 1) if mu.shape[d] == 1 and mean.shape[d] > 1]
+        grouped = mean.sum(dim=dims, keepdim=True) if dims else mean  # (sum over no dims = all)
+        return torch.clamp(mu + rho * grouped, 0.0, mu_max)
+
+    return Duals(step(duals.v_over, cons.v_over_pu, rho_v), step(duals.v_under, cons.v_under_pu, rho_v),
+                 step(duals.line, cons.line_over, rho_line))

@@ -1,0 +1,103 @@
+"""Out-of-sample metrics of a policy (or no control) over a set of days.
+
+Units (``docs/gradmap.md``, evaluation): ``cost`` is GBP per day (all agents, all cost
+channels, mean over the days); ``violation_magnitude`` is, per day, the summed voltage
+exceedance (p.u. x node-steps, non-source nodes) plus the summed line overload
+(``|I|/rating - 1`` x line-phase-steps), mean over the days, and each part is also reported
+alone; ``violation_frequency`` is the share of (non-source node-phase, step) pairs outside
+``[v_min, v_max]``; ``line_overload_frequency`` the share of (rated line-phase, step) pairs over
+their rating; ``v_min_pu``/``v_max_pu`` the extremes over non-source nodes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gridedge_env.rollout import DayRollout, rollout
+from gridedge_env.scenarios.analysis import no_control_actions
+
+
+def no_control(env):
+    """No control as a rollout policy: batteries idle, generators off, heat pumps on their
+    thermostat (``gridedge_env.scenarios.analysis``)."""
+    def act(obs, t, state):
+        return no_control_actions(env, state)
+
+    return act
+
+
+def metrics(env, roll: DayRollout) -> dict[str, float]:
+    """The evaluation metrics of a rollout (keys without a prefix)."""
+    cons = roll.constraints
+    node = env.node_mask.bool()
+    rated = torch.as_tensor(env.powerflow._inv_amps > 0)
+    v = roll.v_pu[..., node]
+    v_mag = (cons.v_over_pu + cons.v_under_pu).sum((1, 2))
+    line_mag = cons.line_over.sum((1, 2))
+    outside = ((cons.v_over_pu > 0) | (cons.v_under_pu > 0))[..., node]
+    over = (cons.line_over > 0)[..., rated]
+    out = {
+        "cost": float(roll.cost.mean()),
+        "violation_magnitude": float((v_mag + line_mag).mean()),
+        "voltage_violation_magnitude": float(v_mag.mean()),
+        "line_violation_magnitude": float(line_mag.mean()),
+        "violation_frequency": float(outside.double().mean()),
+        "line_overload_frequency": float(over.double().mean()) if over.numel() else 0.0,
+        "v_min_pu": float(v.min()),
+        "v_max_pu": float(v.max()),
+        "max_line_loading": float(roll.line_loading.max()) if roll.line_loading.numel() else 0.0,
+        "nonconverged": int((~roll.converged).sum()),
+        "clipped_actions": int(roll.clipped_actions.sum()),
+    }
+    out.update({f"cost_{k}": float(v.mean()) for k, v in roll.cost_parts.items()})
+    return out
+
+
+@torch.no_grad()
+def evaluate(env, policy, days, chunk: int = 64) -> tuple[dict[str, float], DayRollout | None]:
+    """Metrics of ``policy`` (a rollout policy, e.g. a ``StackedPolicy`` or :func:`no_control`)
+    over ``days``, in chunks of ``chunk`` days; also returns the first chunk's rollout."""
+    days = torch.as_tensor(days, dtype=torch.long)
+    rolls = [rollout(env, c, policy) for c in days.split(chunk)]
+    roll = rolls[0] if len(rolls) == 1 else _cat(rolls)
+    return metrics(env, roll), roll
+
+
+def _cat(rolls: list[DayRollout]) -> DayRollout:
+    def cat(xs):
+        x = xs[0]
+        if isinstance(x, torch.Tensor):
+            return torch.cat(xs, 0) if x.ndim else x
+        if isinstance(x, dict):
+            return {k: cat([r[k] for r in xs]) for k in x}
+        if isinstance(x, tuple):
+            return type(x)(*(cat([r[i] for r in xs]) for i in range(len(x))))
+        return x
+
+    return DayRollout(*(cat([r[i] for r in rolls]) for i in range(len(rolls[0]))))
+
+
+def target_reached(val: dict, no_control_val: dict, best_feasible_cost: float,
+                   magnitude_share: float = 0.1, cost_slack: float = 1.02) -> bool:
+    """The target (``docs/gradmap.md``): validation violation magnitude at most 10 % of no
+    control's and validation cost within 2 % of the best feasible validation cost in the run."""
+    return (val["violation_magnitude"] <= magnitude_share * no_control_val["violation_magnitude"]
+            and val["cost"] <= cost_slack * best_feasible_cost)
+
+
+def time_to_target(history: list[dict], no_control_val: dict, best_feasible_cost: float | None = None,
+                   prefix: str = "val/") -> tuple[float | None, int | None]:
+    """``(train seconds, environment gradients)`` at the first validation point of ``history``
+    meeting the target, ``(None, None)`` when none does. ``best_feasible_cost``: the best cost
+    any method in the comparison reached within the violation bound (default: this run's)."""
+    bound = 0.1 * no_control_val["violation_magnitude"]
+    feasible = [h[f"{prefix}cost"] for h in history if h[f"{prefix}violation_magnitude"] <= bound]
+    if best_feasible_cost is None:
+        if not feasible:
+            return None, None
+        best_feasible_cost = min(feasible)
+    for h in history:
+        val = {"cost": h[f"{prefix}cost"], "violation_magnitude": h[f"{prefix}violation_magnitude"]}
+        if target_reached(val, no_control_val, best_feasible_cost):
+            return h["train/wall_seconds"], h["train/env_gradients"]
+    return None, None

@@ -1,0 +1,115 @@
+"""GradMAP and GradMA: one update of every policy from one environment gradient.
+
+**Environment gradient** (``gradmap-notes`` section 6). Roll all ``N`` policies over ``B``
+training days with a zero perturbation ``delta`` added to every action, form the Lagrangian
+
+    L(theta, delta) = 1/B sum_b [ cost_b + sum_{t,k} mu_{t,k} g_{b,t,k} ]                    (1)
+
+(``cost_b`` GBP of day ``b``, ``g >= 0`` the voltage and line exceedances, ``mu`` the duals) and
+backpropagate through the devices and the power flow's implicit gradient to
+
+    G = dL/d delta at delta = 0,   (B, T, N):
+
+the closed-loop action-space gradient at the rollout's actions ``a0 = pi_theta0(o)`` (an action
+also moves later observations and so later actions; ``G`` includes that).
+
+**GradMA** takes one optimiser step along ``dL/dtheta = sum G . d pi_theta(o) / d theta``.
+
+**GradMAP** reuses ``G``: ``K`` epochs of minibatch optimiser steps on the proximal surrogate
+over the recorded ``(o, a0, G)``, with ``d = pi_theta(o) - a0`` per (day, step, agent),
+
+    S(theta) = sum psi(G, d) + 1/(2 eta) sum d^2                                              (2)
+    clipped (default):  psi(G, d) = max(G d, G clip(d, -eps, eps))
+    proximal:           psi(G, d) = G d
+
+whose gradient at ``theta0`` (``d = 0``) is GradMA's (tested). The clipped form is pessimistic:
+beyond the trust region ``|d| <= eps`` an action gains nothing from moving further along
+``-G`` but is still pulled back when it moved the wrong way. With ``grad_scale="rms"`` ``G`` is
+divided by its root mean square first, so ``eta`` is in action units (the unclipped minimiser
+is ``d = -eta G / rms(G)``); the direction of the first step is unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from gridedge_env.costs import Constraints
+from gridedge_env.rollout import DayRollout, rollout
+
+from .dual import Duals, penalty, tightened
+
+
+class EnvGradient(NamedTuple):
+    obs: torch.Tensor  # (B, T, N, F) recorded observations
+    a0: torch.Tensor  # (B, T, N) the policy's actions
+    g: torch.Tensor  # (B, T, N) dL/d delta, GBP per unit action (closed loop)
+    loss: float  # L, GBP per day
+    roll: DayRollout  # the rollout (costs, constraints, voltages), detached
+    cons: Constraints  # the constraint terms L weighs (tightened by the margins), detached
+
+
+def lagrangian(roll: DayRollout, duals: Duals, cons: Constraints | None = None) -> torch.Tensor:
+    """Eq. (1): mean over the days of cost plus the duals' weighted exceedances ``cons``
+    (default: the rollout's own, at the scenario's limits), GBP per day."""
+    return (roll.cost + penalty(duals, roll.constraints if cons is None else cons)).mean()
+
+
+def environment_gradient(env, policy, days, duals: Duals, *, param_grad: bool = False,
+                         margins: tuple[float, float] = (0.0, 0.0)) -> EnvGradient:
+    """One rollout and one backward. ``param_grad``: also accumulate ``dL/dtheta`` into the
+    policy's ``.grad`` (GradMA) in the same backward pass. ``margins``: voltage (p.u.) and line
+    margins that tighten the constraints (:func:`.dual.tightened`)."""
+    roll = rollout(env, days, policy, perturb=True)
+    cons = tightened(env, roll.v_pu, roll.line_loading, *margins)
+    loss = lagrangian(roll, duals, cons)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"Lagrangian is {float(loss.detach())} (diverged)")
+    inputs = [roll.delta] + ([p for p in policy.parameters()] if param_grad else [])
+    grads = torch.autograd.grad(loss, inputs)
+    if param_grad:
+        for p, gp in zip(policy.parameters(), grads[1:], strict=True):
+            p.grad = gp
+    return EnvGradient(roll.obs, roll.actions, grads[0], float(loss.detach()), roll.detached(),
+                       Constraints(*(None if c is None else c.detach() for c in cons)))
+
+
+def surrogate(policy, obs, a0, g, eta: float, eps: float, form: str = "clipped") -> torch.Tensor:
+    """Eq. (2) summed over the samples given (``obs`` ``(S, N, F)``, ``a0``/``g`` ``(S, N)``)."""
+    d = policy(obs) - a0
+    linear = g * d
+    if form == "clipped":
+        linear = torch.maximum(linear, g * torch.clamp(d, -eps, eps))
+    elif form != "proximal":
+        raise ValueError(f"surrogate form must be 'clipped' or 'proximal', got {form!r}")
+    return linear.sum() + (d * d).sum() / (2 * eta)
+
+
+def gradma_update(env, policy, optimizer, days, duals: Duals, *,
+                  margins: tuple[float, float] = (0.0, 0.0)) -> EnvGradient:
+    """GradMA: one optimiser step on ``dL/dtheta`` from one environment gradient."""
+    optimizer.zero_grad(set_to_none=True)
+    eg = environment_gradient(env, policy, days, duals, param_grad=True, margins=margins)
+    optimizer.step()
+    return eg
+
+
+def gradmap_update(env, policy, optimizer, days, duals: Duals, *, epochs: int, minibatches: int,
+                   eta: float, eps: float, form: str = "clipped", grad_scale: str = "rms",
+                   generator: torch.Generator | None = None,
+                   margins: tuple[float, float] = (0.0, 0.0)) -> EnvGradient:
+    """GradMAP: one environment gradient, then ``epochs x minibatches`` steps on eq. (2)."""
+    eg = environment_gradient(env, policy, days, duals, margins=margins)
+    obs, a0, g = (x.flatten(0, 1) for x in (eg.obs, eg.a0, eg.g))  # (S = B T, N, ...)
+    if grad_scale == "rms":
+        g = g / g.pow(2).mean().sqrt().clamp_min(1e-30)
+    elif grad_scale != "none":
+        raise ValueError(f"grad_scale must be 'rms' or 'none', got {grad_scale!r}")
+    for _ in range(epochs):
+        order = torch.randperm(len(obs), generator=generator).to(obs.device)
+        for idx in order.chunk(minibatches):
+            optimizer.zero_grad(set_to_none=True)
+            surrogate(policy, obs[idx], a0[idx], g[idx], eta, eps, form).backward()
+            optimizer.step()
+    return eg

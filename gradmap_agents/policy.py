@@ -1,0 +1,146 @@
+"""One independent policy per agent, stored as stacked parameters and run as one batched matmul.
+
+Agent ``i``'s policy is a small MLP of its own local observation,
+
+    a_i = tanh(W_L,i h_{L-1} + b_L,i),   h_l = tanh(W_l,i h_{l-1} + b_l,i),
+    h_0 = (o_i - mean_i) / std_i,
+
+with no parameter sharing: layer ``l``'s weights are one ``(N, in, out)`` tensor and all ``N``
+agents are evaluated with one ``baddbmm`` per layer (the layout of TorchRL's ``MultiAgentMLP``
+with ``share_params=False``; no Python loop over agents). Agents of different device kinds may
+have different hidden sizes: each run of consecutive kinds with equal sizes is one *group*
+(agents are numbered kind by kind, so a group is a contiguous slice); by default all agents form
+one group. The observation normalisation (``mean_i``, ``std_i``, per agent and feature) is fixed
+from training data and saved with the weights (:func:`observation_stats`).
+
+Shapes: observations ``(..., N, F)`` (any leading batch shape, any memory layout), actions
+``(..., N)`` in ``(-1, 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class StackedMLP(torch.nn.Module):
+    """``n`` independent MLPs ``in_dim -> hidden... -> out_dim`` (tanh), stacked.
+
+    ``obs_mean``/``obs_std`` ``(n, in_dim)`` normalise the input inside the module (buffers).
+    Initialisation per agent, from ``generator``: weights uniform in ``±1/sqrt(fan_in)`` (PyTorch's
+    ``Linear`` default), the output layer scaled by ``out_scale`` so initial actions are near 0.
+    """
+
+    def __init__(self, n: int, in_dim: int, hidden: tuple[int, ...], out_dim: int = 1, *,
+                 generator: torch.Generator | None = None, dtype=torch.float64, device="cpu",
+                 out_scale: float = 0.1):
+        super().__init__()
+        sizes = (in_dim, *hidden, out_dim)
+        self.n, self.sizes = n, sizes
+        for l, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            bound = 1.0 / math.sqrt(fi) * (out_scale if l == len(sizes) - 2 else 1.0)
+            w = (torch.rand(n, fi, fo, generator=generator, dtype=dtype) * 2 - 1) * bound
+            b = (torch.rand(n, 1, fo, generator=generator, dtype=dtype) * 2 - 1) * bound
+            self.register_parameter(f"w{l}", torch.nn.Parameter(w.to(device)))
+            self.register_parameter(f"b{l}", torch.nn.Parameter(b.to(device)))
+        self.register_buffer("obs_mean", torch.zeros(n, in_dim, dtype=dtype, device=device))
+        self.register_buffer("obs_std", torch.ones(n, in_dim, dtype=dtype, device=device))
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def layers(self):
+        return [(getattr(self, f"w{l}"), getattr(self, f"b{l}")) for l in range(self.n_layers)]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs`` ``(..., n, in_dim)`` -> ``(..., n, out_dim)``."""
+        lead = obs.shape[:-2]
+        x = ((obs - self.obs_mean) / self.obs_std).reshape(-1, self.n, self.sizes[0])
+        x = x.transpose(0, 1).contiguous()  # (n, S, in): one matrix per agent; contiguous
+        # for batched GEMM (a strided view makes bmm loop over the agents one addmm each)
+        for w, b in self.layers():
+            x = torch.tanh(torch.baddbmm(b, x, w))  # hidden layers and the bounded output alike
+        return x.transpose(0, 1).reshape(*lead, self.n, self.sizes[-1])
+
+    def extra_repr(self) -> str:
+        return f"n_agents={self.n}, sizes={self.sizes}, share_params=False"
+
+
+class StackedPolicy(torch.nn.Module):
+    """Every agent's policy: one :class:`StackedMLP` per group of agents (contiguous slices).
+
+    ``groups``: ``[(slice, hidden), ...]`` covering ``0..n_agents`` in order. ``forward(obs, t)``
+    takes ``(..., N, F)`` observations and returns ``(..., N)`` actions; ``t`` and ``state`` are
+    unused (each agent sees only its own observation, which holds the time of day) and accepted
+    so the policy plugs into :func:`gridedge_env.rollout.rollout` directly.
+    """
+
+    def __init__(self, n_agents: int, obs_dim: int, groups, *, seed: int = 0,
+                 dtype=torch.float64, device="cpu", out_scale: float = 0.1):
+        super().__init__()
+        starts = [sl.start for sl, _ in groups]
+        if starts[0] != 0 or groups[-1][0].stop != n_agents or any(
+                a[0].stop != b[0].start for a, b in zip(groups[:-1], groups[1:], strict=True)):
+            raise ValueError(f"groups must cover agents 0..{n_agents} in order, got "
+                             f"{[(sl.start, sl.stop) for sl, _ in groups]}")
+        g = torch.Generator().manual_seed(int(seed))
+        self.slices = [sl for sl, _ in groups]
+        self.nets = torch.nn.ModuleList(
+            StackedMLP(sl.stop - sl.start, obs_dim, tuple(hidden), 1, generator=g, dtype=dtype,
+                       device=device, out_scale=out_scale) for sl, hidden in groups)
+        self.n_agents, self.obs_dim = n_agents, obs_dim
+
+    def forward(self, obs: torch.Tensor, t: int | None = None, state=None) -> torch.Tensor:
+        if obs.shape[-2:] != (self.n_agents, self.obs_dim):
+            raise ValueError(f"observations must be (..., {self.n_agents}, {self.obs_dim}), got "
+                             f"{tuple(obs.shape)}")
+        if len(self.nets) == 1:
+            return self.nets[0](obs)[..., 0]
+        return torch.cat([net(obs[..., sl, :])[..., 0]
+                          for sl, net in zip(self.slices, self.nets, strict=True)], dim=-1)
+
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Fix the observation normalisation, ``(N, F)`` each."""
+        for sl, net in zip(self.slices, self.nets, strict=True):
+            net.obs_mean.copy_(mean[sl])
+            net.obs_std.copy_(std[sl])
+
+    def agent(self, i: int) -> dict[str, torch.Tensor]:
+        """Agent ``i``'s own parameters and normalisation (``w0, b0, ..., obs_mean, obs_std``),
+        detached copies: what a device runs (export)."""
+        for sl, net in zip(self.slices, self.nets, strict=True):
+            if sl.start <= i < sl.stop:
+                j = i - sl.start
+                out = {k: v[j].detach().clone() for k, v in net.named_parameters()}
+                out.update(obs_mean=net.obs_mean[j].clone(), obs_std=net.obs_std[j].clone())
+                return out
+        raise IndexError(f"agent {i} out of range [0, {self.n_agents})")
+
+    def extra_repr(self) -> str:
+        return f"n_agents={self.n_agents}, groups={len(self.nets)}, share_params=False"
+
+
+def kind_groups(kind_slices: dict, hidden: tuple[int, ...], hidden_by_kind: dict | None = None):
+    """Groups for :class:`StackedPolicy` from the environment's kind slices (kind order): runs
+    of consecutive kinds with the same hidden sizes merge; empty kinds are skipped."""
+    groups: list = []
+    for kind, sl in sorted(kind_slices.items(), key=lambda kv: kv[1].start):
+        if sl.stop == sl.start:
+            continue
+        h = tuple((hidden_by_kind or {}).get(kind, hidden))
+        if groups and groups[-1][1] == h and groups[-1][0].stop == sl.start:
+            groups[-1] = (slice(groups[-1][0].start, sl.stop), h)
+        else:
+            groups.append((sl, h))
+    return groups
+
+
+def observation_stats(obs: torch.Tensor, min_std: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-agent, per-feature mean and std ``(N, F)`` of observations ``(..., N, F)``; a feature
+    that hardly varies for an agent (a generator's device state, always 0) gets std 1, so it
+    passes through unscaled rather than being blown up."""
+    x = obs.reshape(-1, *obs.shape[-2:])
+    mean, std = x.mean(0), x.std(0)
+    return mean, torch.where(std > min_std, std, torch.ones_like(std))

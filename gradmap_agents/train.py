@@ -1,0 +1,144 @@
+"""The primal-dual training loop of GradMAP and GradMA, with explicit, checkpointable state.
+
+``train(env, cfg, progress_fn=...)`` runs ``cfg.iterations`` environment gradients and returns
+the final :class:`TrainState`. Each iteration (``iterate``):
+
+1. draws ``B`` training days (a seeded generator kept in the state);
+2. updates every policy (:func:`.gradmap.gradmap_update` or :func:`.gradmap.gradma_update`);
+3. takes one projected dual ascent step (:func:`.dual.dual_ascent`), unless the duals are fixed;
+
+and every ``eval_every`` iterations it evaluates the policies on the validation days. The loop
+reports through ``progress_fn(metrics)`` and ``checkpoint_fn(state)`` only: loggers, progress
+bars and files live in the CLI layer (:mod:`.cli`). Everything random comes from generators in
+the state, so a run resumed from a checkpoint continues exactly (same numbers on the CPU).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import TrainConfig
+from .dual import Duals, dual_ascent, init_duals
+from .evaluate import evaluate, metrics, no_control
+from .gradmap import gradma_update, gradmap_update
+from .policy import StackedPolicy, kind_groups, observation_stats
+
+NORMALISATION_DAYS = 64
+"""Training days whose no-control observations fix the observation normalisation."""
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue: saved whole in a checkpoint."""
+
+    policy: StackedPolicy
+    optimizer: torch.optim.Optimizer
+    duals: Duals
+    day_generator: torch.Generator
+    minibatch_generator: torch.Generator
+    iteration: int = 0
+    env_gradients: int = 0
+    train_seconds: float = 0.0
+    history: list = field(default_factory=list)  # one dict per validation point
+    no_control_val: dict = field(default_factory=dict)
+
+
+def make_policy(env, cfg: TrainConfig) -> StackedPolicy:
+    """The run's policies, initialised from ``cfg.seed`` (normalisation not yet set)."""
+    dtype = env.node_mask.dtype
+    groups = kind_groups(env.kind_slices, cfg.policy.hidden, cfg.policy.hidden_by_kind)
+    return StackedPolicy(env.n_agents, env.obs_dim, groups, seed=cfg.seed, dtype=dtype,
+                         device=env.node_mask.device, out_scale=cfg.policy.out_scale)
+
+
+def make_optimizer(policy, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(policy.parameters(), lr=cfg.algo.lr)
+
+
+def init_state(env, cfg: TrainConfig) -> TrainState:
+    """A fresh run: policies, normalisation from no-control training days, duals, generators,
+    and the no-control validation metrics the target is measured against."""
+    policy = make_policy(env, cfg)
+    train_days = env.scenario.split.train
+    g = torch.Generator().manual_seed(cfg.seed)
+    pick = train_days[torch.randperm(len(train_days), generator=g)[:NORMALISATION_DAYS]]
+    _, roll = evaluate(env, no_control(env), pick)
+    policy.set_normalisation(*observation_stats(roll.obs))
+    nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
+    d = cfg.dual
+    duals = init_duals(d.granularity, env.n_steps, env.scenario.feeder.n_nodes,
+                       len(env.powerflow.line_phase_names), d.init_voltage_gbp_per_pu,
+                       d.init_line_gbp, dtype=env.node_mask.dtype, device=env.node_mask.device)
+    return TrainState(policy=policy, optimizer=make_optimizer(policy, cfg), duals=duals,
+                      day_generator=torch.Generator().manual_seed(cfg.seed + 1),
+                      minibatch_generator=torch.Generator().manual_seed(cfg.seed + 2),
+                      no_control_val=nc_val)
+
+
+def iterate(env, cfg: TrainConfig, s: TrainState) -> dict:
+    """One environment gradient, the policy update and the dual step; returns train metrics."""
+    a = cfg.algo
+    train_days = env.scenario.split.train
+    days = train_days[torch.randperm(len(train_days), generator=s.day_generator)
+                      [:a.days_per_gradient]]
+    margins = (cfg.dual.margin_pu, cfg.dual.line_margin)
+    t0 = time.perf_counter()
+    if a.method == "gradmap":
+        eg = gradmap_update(env, s.policy, s.optimizer, days, s.duals, epochs=a.epochs,
+                            minibatches=a.minibatches, eta=a.eta, eps=a.eps, form=a.surrogate,
+                            grad_scale=a.grad_scale, generator=s.minibatch_generator,
+                            margins=margins)
+    else:
+        eg = gradma_update(env, s.policy, s.optimizer, days, s.duals, margins=margins)
+    if not cfg.dual.fixed:
+        s.duals = dual_ascent(s.duals, eg.cons, cfg.dual.lr_voltage, cfg.dual.lr_line,
+                              cfg.dual.max_gbp)
+    if not all(bool(torch.isfinite(p).all()) for p in s.policy.parameters()):
+        raise FloatingPointError(f"policy parameters became non-finite at iteration {s.iteration}")
+    s.train_seconds += time.perf_counter() - t0
+    s.iteration += 1
+    s.env_gradients += 1
+    m = metrics(env, eg.roll)
+    return {"iteration": s.iteration, "train/env_gradients": s.env_gradients,
+            "train/wall_seconds": s.train_seconds, "train/lagrangian": eg.loss,
+            **{f"train/{k}": m[k] for k in ("cost", "violation_magnitude", "violation_frequency")},
+            "dual/v_mean": float((s.duals.v_over + s.duals.v_under).mean() / 2),
+            "dual/line_mean": float(s.duals.line.mean())}
+
+
+def validate(env, s: TrainState) -> dict:
+    """Validation metrics of the current policies (``val/`` keys) with the train counters."""
+    m, _ = evaluate(env, s.policy, env.scenario.split.validation)
+    return {"iteration": s.iteration, "train/env_gradients": s.env_gradients,
+            "train/wall_seconds": s.train_seconds, **{f"val/{k}": v for k, v in m.items()}}
+
+
+def train(env, cfg: TrainConfig, *, state: TrainState | None = None,
+          progress_fn: Callable[[dict], None] | None = None,
+          checkpoint_fn: Callable[[TrainState], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainState:
+    """Run (or continue, from ``state``) until ``cfg.iterations`` environment gradients.
+
+    ``progress_fn(metrics)`` is called after every iteration (validation metrics included on
+    validation iterations); ``checkpoint_fn(state)`` every ``checkpoint_every`` iterations and
+    at the end; ``should_stop()`` ends the run early (after a checkpoint)."""
+    s = init_state(env, cfg) if state is None else state
+    while s.iteration < cfg.iterations:
+        m = iterate(env, cfg, s)
+        last = s.iteration == cfg.iterations
+        if s.iteration % cfg.eval_every == 0 or last:
+            val = validate(env, s)
+            s.history.append(val)
+            m.update(val)
+        if progress_fn is not None:
+            progress_fn(m)
+        stop = should_stop is not None and should_stop()
+        if checkpoint_fn is not None and (s.iteration % cfg.checkpoint_every == 0 or last or stop):
+            checkpoint_fn(s)
+        if stop:
+            break
+    return s

@@ -1,0 +1,170 @@
+"""Whole days under a policy, differentiable: the environment gradient of GradMAP and GradMA.
+
+:func:`rollout` runs ``B`` days of ``T`` steps with every agent acting through ``policy`` and
+returns everything a primal-dual trainer needs: the observations the policy saw, its actions,
+per-day costs, and the constraint terms of every (day, step). It is differentiable with respect
+to the policy's parameters and, with ``perturb=True``, to a zero perturbation ``delta`` added to
+every action, whose gradient ``dL/d delta`` is the *closed-loop action-space gradient* of any
+loss ``L`` of the result (it includes what an action changes in later observations and so in
+later actions).
+
+Two paths give the same numbers and gradients (tested):
+
+- **whole-day** (default without ``observe_voltage``): nothing in the device dynamics depends on
+  voltages, so devices and policies are stepped over the day first and the power flow then
+  solves all ``B x T`` (day, step) pairs in **one** batched call with one implicit backward;
+- **stepwise** (``observe_voltage=True``, or ``path="stepwise"``): :func:`.core.step` per step,
+  since each observation then needs the previous step's voltages.
+
+Shapes: ``B`` days, ``T`` steps, ``N`` agents, ``n`` nodes, ``r`` line phases, ``F`` features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from .core import EnvParams, EnvState, _devices, _stage, observe, reset, step
+from .costs import Constraints, constraints
+
+Policy = Callable[[torch.Tensor, int, EnvState], torch.Tensor]
+"""``policy(obs (B, N, F), t, state) -> actions (B, N)`` in ``[-1, 1]``. A decentralised policy
+reads only its agent's row of ``obs``; ``state`` is there for references that are not
+policies of local observations (no control's thermostat, a centralised oracle)."""
+
+
+class DayRollout(NamedTuple):
+    """``B`` whole days under a policy (see the module docstring for the shapes)."""
+
+    obs: torch.Tensor  # (B, T, N, F) what each agent observed before acting, detached (stored
+    #                    feature-major like the core's observations: a view of (B, T, F, N))
+    actions: torch.Tensor  # (B, T, N) the policy's outputs a0 (before ``delta``), detached
+    delta: torch.Tensor | None  # (B, T, N) the zero perturbation leaf (``perturb=True``)
+    cost: torch.Tensor  # (B,) GBP per day, all agents and cost channels
+    cost_parts: dict  # channel -> (B,) GBP per day
+    cost_agent: torch.Tensor  # (B, N) GBP per day and agent
+    constraints: Constraints  # v_over_pu, v_under_pu (B, T, n), line_over (B, T, r); no unbalance
+    v_pu: torch.Tensor  # (B, T, n)
+    line_loading: torch.Tensor  # (B, T, r)
+    converged: torch.Tensor  # (B, T) bool
+    p_agent_kw: torch.Tensor  # (B, T, N) each agent's net power (all its households), kW
+    clipped_actions: torch.Tensor  # (B,) actions outside [-1, 1] over the day
+
+    def detached(self) -> DayRollout:
+        """The same numbers without autograd history (``delta`` dropped)."""
+        def cut(x):
+            if isinstance(x, torch.Tensor):
+                return x.detach()
+            if isinstance(x, dict):
+                return {k: cut(v) for k, v in x.items()}
+            return type(x)(*(cut(v) for v in x)) if isinstance(x, tuple) else x
+
+        return DayRollout(*(cut(f) for f in self._replace(delta=None)))
+
+
+def rollout(params: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: bool = False,
+            path: str = "auto") -> DayRollout:
+    """Run ``days`` ``(B,)`` (indices into the scenario's profiles) under ``policy``.
+
+    ``path``: ``"auto"`` (whole-day unless ``observe_voltage``), ``"whole_day"`` or
+    ``"stepwise"``. Gradients flow to whatever ``policy`` closes over and, with ``perturb``,
+    to ``DayRollout.delta``. Under ``torch.no_grad`` it is a plain evaluation.
+    """
+    if path not in ("auto", "whole_day", "stepwise"):
+        raise ValueError(f"path must be 'auto', 'whole_day' or 'stepwise', got {path!r}")
+    if path == "auto":
+        path = "stepwise" if params.config.observe_voltage else "whole_day"
+    if path == "whole_day" and params.config.observe_voltage:
+        raise ValueError("observe_voltage=True needs each step's voltages: use path='stepwise'")
+    days = torch.as_tensor(days, dtype=torch.long, device=params.agent_node.device).reshape(-1)
+    b, n_t, n = len(days), params.n_steps, params.n_agents
+    state, obs = reset(params, b, days=days)
+    dtype = state.soc.dtype
+    delta = None
+    if perturb:
+        delta = torch.zeros(b, n_t, n, dtype=dtype, device=days.device, requires_grad=True)
+    run = _whole_day if path == "whole_day" else _stepwise
+    # per-step views by one unbind: its backward stacks the T step gradients in one op (slicing
+    # delta[:, t] would zero-fill and accumulate a full (B, T, N) gradient at every step)
+    out = run(params, state, obs, policy, None if delta is None else delta.unbind(1))
+    return out._replace(delta=delta)
+
+
+def _act(policy, obs, t, deltas, state):
+    a0 = policy(obs, t, state)
+    return a0, (a0 if deltas is None else a0 + deltas[t])
+
+
+def _day_step(params: EnvParams, state, action):
+    """Devices and costs of one step and the next observations: the whole-day path's step
+    without the power flow (one compiled graph with ``compile=True``)."""
+    dev = _devices(params, state, action)
+    new = state._replace(t=state.t + 1, soc=dev[4], t_in_c=dev[5], done=dev[6])
+    return dev, new, observe(params, new)
+
+
+def _whole_day(params: EnvParams, state, obs, policy, deltas) -> DayRollout:
+    day_step = _stage(params, _day_step)
+    b, n_t = len(state.day), params.n_steps
+    obs_all, a0_all, p, q, total, clipped = [], [], [], [], [], 0
+    parts: dict = {}
+    for t in range(n_t):  # time is sequential (SoC, indoor temperature); days, agents batched
+        a0, a = _act(policy, obs, t, deltas, state)
+        obs_all.append(obs.detach().transpose(1, 2))  # (B, F, N): the memory order, a memcpy
+        a0_all.append(a0.detach())
+        dev, state, obs = day_step(state, a)
+        if not bool(dev[-1]):
+            raise ValueError(f"policy returned NaN/inf actions at step {t}")
+        p.append(dev[0])
+        q.append(dev[1])
+        for k, v in dev[2].items():
+            parts[k] = parts.get(k, 0) + v.sum(-1)
+        total.append(dev[3])
+        clipped = clipped + dev[7]
+    s = torch.complex(torch.stack(p, 1), torch.stack(q, 1)).reshape(b * n_t, -1)
+    r = params.powerflow.solve(s, load_scale=0.0, at=params.agent_node, check=False)
+    lim = params.scenario.config.limits
+    cons = constraints(r.v_pu, r.line_loading, lim.v_min_pu, lim.v_max_pu,
+                       lim.line_loading_max, params.node_mask)
+
+    def days_steps(x):
+        return x.reshape(b, n_t, *x.shape[1:])
+
+    cons = Constraints(days_steps(cons.v_over_pu), days_steps(cons.v_under_pu),
+                       days_steps(cons.line_over), cons.unbalance)
+    cost_agent = torch.stack(total, 1).sum(1)
+    return DayRollout(
+        obs=torch.stack(obs_all, 1).transpose(2, 3), actions=torch.stack(a0_all, 1), delta=None,
+        cost=cost_agent.sum(-1), cost_parts=parts, cost_agent=cost_agent, constraints=cons,
+        v_pu=days_steps(r.v_pu), line_loading=days_steps(r.line_loading),
+        converged=days_steps(r.converged), p_agent_kw=torch.stack(p, 1),
+        clipped_actions=clipped)
+
+
+def _stepwise(params: EnvParams, state, obs, policy, deltas) -> DayRollout:
+    obs_all, a0_all, outs = [], [], []
+    for t in range(params.n_steps):
+        a0, a = _act(policy, obs, t, deltas, state)
+        obs_all.append(obs.detach())
+        a0_all.append(a0.detach())
+        state, out = step(params, state, a)
+        outs.append(out)
+        obs = out.obs
+
+    def stack(get):
+        return torch.stack([get(o) for o in outs], 1)
+
+    cost_agent = sum(sum(o.costs[k] for k in o.costs) for o in outs)
+    parts = {k: sum(o.costs.blocks[k][0].sum(-1) for o in outs) for k in outs[0].costs}
+    cons = Constraints(stack(lambda o: o.constraints.v_over_pu),
+                       stack(lambda o: o.constraints.v_under_pu),
+                       stack(lambda o: o.constraints.line_over), stack(lambda o: o.constraints.unbalance))
+    return DayRollout(
+        obs=torch.stack(obs_all, 1), actions=torch.stack(a0_all, 1), delta=None,
+        cost=cost_agent.sum(-1), cost_parts=parts, cost_agent=cost_agent, constraints=cons,
+        v_pu=stack(lambda o: o.info["v_pu"]), line_loading=stack(lambda o: o.info["line_loading"]),
+        converged=stack(lambda o: o.info["converged"]),
+        p_agent_kw=stack(lambda o: o.info["p_agent_kw"]),
+        clipped_actions=sum(o.info["clipped_actions"] for o in outs))

@@ -1,0 +1,101 @@
+"""GradMAP's pieces: the surrogate's first gradient is GradMA's, the clipped trust region, the
+dual ascent at every granularity, and an update that lowers the Lagrangian."""
+
+import pytest
+import torch
+
+from gradmap_agents.dual import Duals, dual_ascent, init_duals, penalty
+from gradmap_agents.gradmap import (
+    environment_gradient,
+    gradma_update,
+    gradmap_update,
+    lagrangian,
+    surrogate,
+)
+from gradmap_agents.policy import StackedPolicy, kind_groups
+from gridedge_env.costs import Constraints
+from gridedge_env.registry import env_params
+
+
+@pytest.fixture(scope="module")
+def env():
+    return env_params("ieee13-50-v0")
+
+
+def _policy(env, seed=0):
+    return StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, (16,)), seed=seed,
+                         out_scale=1.0)
+
+
+def _duals(env, gran="node_time"):
+    return init_duals(gran, env.n_steps, env.scenario.feeder.n_nodes,
+                      len(env.powerflow.line_phase_names), 300.0, 30.0)
+
+
+def test_surrogate_first_gradient_equals_gradma(env):
+    pol = _policy(env)
+    days = env.scenario.split.train[[1, 12, 50]]
+    duals = _duals(env)
+    eg = environment_gradient(env, pol, days, duals, param_grad=True)
+    gradma = [p.grad.clone() for p in pol.parameters()]
+    pol.zero_grad()
+    for form in ("clipped", "proximal"):
+        s = surrogate(pol, eg.obs.flatten(0, 1), eg.a0.flatten(0, 1), eg.g.flatten(0, 1),
+                      eta=0.1, eps=0.05, form=form)
+        grads = torch.autograd.grad(s, list(pol.parameters()))
+        for a, b in zip(grads, gradma, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert sum(float(g.abs().sum()) for g in gradma) > 0
+    assert eg.loss == pytest.approx(float(lagrangian(eg.roll, duals)))
+
+
+def test_clipped_surrogate_stops_beyond_the_trust_region():
+    pol = StackedPolicy(1, 2, [(slice(0, 1), ())], seed=0)  # a = tanh(w . o + b)
+    obs = torch.tensor([[[1.0, 0.0]]], dtype=torch.float64)
+    a = pol(obs).detach()
+    g = torch.ones_like(a)  # improving direction: decreasing the action
+    for d, expect_pull in ((-0.2, False), (-0.01, True), (0.2, True)):
+        a0 = a - d  # so that pi(o) - a0 = d
+        s = surrogate(pol, obs, a0, g, eta=float("inf"), eps=0.1, form="clipped")  # no pull
+        grad = torch.autograd.grad(s, pol.nets[0].b0)[0]
+        assert (grad.abs().sum() > 0) == expect_pull, d
+    s = surrogate(pol, obs, a + 0.2, g, eta=float("inf"), eps=0.1, form="proximal")
+    assert torch.autograd.grad(s, pol.nets[0].b0)[0].abs().sum() > 0  # no clip: keeps pushing
+    with pytest.raises(ValueError, match="surrogate form"):
+        surrogate(pol, obs, a, g, 1.0, 0.1, form="trust")
+
+
+@pytest.mark.parametrize("gran,shape", [("node_time", (48, 41)), ("node", (1, 41)),
+                                        ("time", (48, 1)), ("global", (1, 1))])
+def test_dual_ascent_granularities(gran, shape):
+    d = init_duals(gran, 48, 41, 30, 100.0, 10.0)
+    assert d.v_over.shape == shape and d.line.shape == (shape[0], 30 if shape[1] > 1 else 1)
+    g = torch.zeros(4, 48, 41, dtype=torch.float64)
+    g[:, 10, 7] = 0.02  # one node-step violated on every day
+    cons = Constraints(g, torch.zeros_like(g), torch.zeros(4, 48, 30, dtype=torch.float64), None)
+    new = dual_ascent(d, cons, rho_v=1000.0, rho_line=1.0, mu_max=1e6)
+    moved = new.v_over - d.v_over
+    assert float(moved.max()) == pytest.approx(20.0) and float(moved.min()) >= 0
+    assert int((moved > 0).sum()) == 1  # only the multiplier that weighs (10, 7) moves
+    assert torch.equal(new.v_under, d.v_under)  # no undervoltage: the projection keeps it
+    down = dual_ascent(Duals(d.v_over, torch.full_like(d.v_under, -5.0), d.line), cons, 1.0, 1.0, 1e6)
+    assert float(down.v_under.min()) == 0.0  # projected onto mu >= 0
+    assert penalty(new, cons).shape == (4,)
+    with pytest.raises(ValueError, match="granularity"):
+        init_duals("bus", 48, 41, 30, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("method", ["gradma", "gradmap"])
+def test_one_update_lowers_the_lagrangian_of_its_days(env, method):
+    pol = _policy(env, seed=1)
+    opt = torch.optim.Adam(pol.parameters(), lr=3e-3)
+    days = env.scenario.split.train[:4]
+    duals = _duals(env)
+    before = environment_gradient(env, pol, days, duals).loss
+    if method == "gradma":
+        for _ in range(3):
+            gradma_update(env, pol, opt, days, duals)
+    else:
+        gradmap_update(env, pol, opt, days, duals, epochs=4, minibatches=4, eta=0.05, eps=0.1,
+                       generator=torch.Generator().manual_seed(0))
+    assert environment_gradient(env, pol, days, duals).loss < before

@@ -1,0 +1,87 @@
+"""Whole days under a policy: the whole-day and stepwise paths agree, and the closed-loop
+action gradient matches finite differences."""
+
+import pytest
+import torch
+
+from gridedge_env.registry import env_params
+from gridedge_env.rollout import rollout
+
+
+@pytest.fixture(scope="module")
+def params():
+    return env_params("ieee13-50-v0", pf_tol_pu=1e-12)
+
+
+def linear_policy(params, seed=0):
+    """An independent per-agent linear-tanh policy of the local observation."""
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.rand(params.n_agents, params.obs_dim, generator=g, dtype=torch.float64) - 0.5)
+    w.requires_grad_(True)
+    return w, lambda obs, t, state: torch.tanh((obs * w).sum(-1) + 0.1)
+
+
+def lagrangian(r):
+    c = r.constraints
+    return r.cost.sum() + 300 * (c.v_over_pu.sum() + c.v_under_pu.sum()) + 20 * c.line_over.sum()
+
+
+def test_whole_day_and_stepwise_paths_agree_with_the_same_gradient(params):
+    w, pol = linear_policy(params)
+    days = params.scenario.split.train[[1, 40, 100]]  # line overload, overvoltage, none
+    out = {}
+    for path in ("whole_day", "stepwise"):
+        r = rollout(params, days, pol, perturb=True, path=path)
+        g_delta, g_w = torch.autograd.grad(lagrangian(r), [r.delta, w])
+        out[path] = (r, g_delta, g_w)
+    (a, ga, wa), (b, gb, wb) = out["whole_day"], out["stepwise"]
+    for field in ("obs", "actions", "cost", "cost_agent", "v_pu", "line_loading", "p_agent_kw"):
+        torch.testing.assert_close(getattr(a, field), getattr(b, field), rtol=1e-9, atol=1e-9)
+    for k in a.cost_parts:
+        torch.testing.assert_close(a.cost_parts[k], b.cost_parts[k], rtol=1e-9, atol=1e-9)
+    for x, y in zip(a.constraints[:3], b.constraints[:3], strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(ga, gb, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(wa, wb, rtol=1e-7, atol=1e-9)
+    assert a.v_pu.shape == (3, params.n_steps, params.scenario.feeder.n_nodes)
+    assert bool(a.converged.all())
+    assert sum(c.sum() for c in a.constraints[:3]) > 0  # something binds
+
+
+def test_closed_loop_action_gradient_matches_finite_differences(params):
+    """``dL/d delta`` includes what an action changes in later observations and actions."""
+    w, pol = linear_policy(params, seed=3)
+    days = params.scenario.split.train[[12, 60]]
+    r = rollout(params, days, pol, perturb=True)
+    (g,) = torch.autograd.grad(lagrangian(r), r.delta)
+    h = 1e-6
+    sl = params.kind_slices
+    picks = [(0, 5, sl["battery"].start), (1, 30, sl["battery"].start + 3),
+             (0, 17, sl["heatpump"].start + 2), (1, 40, sl["generator"].start + 1)]
+    for idx in picks:
+        e = torch.zeros_like(r.delta)
+        e[idx] = h
+        with torch.no_grad():
+            def shifted(d):
+                return lagrangian(rollout(params, days, lambda o, t, s: pol(o, t, s) + d[:, t]))
+            fd = (shifted(e) - shifted(-e)) / (2 * h)
+        assert torch.isclose(g[idx], fd, rtol=1e-4, atol=1e-6), (idx, g[idx], fd)
+    # closed loop: the battery's action at step 5 moves its later state and so later actions
+    assert (r.obs[0, 6:, sl["battery"].start, -1] != r.obs[0, 5, sl["battery"].start, -1]).any()
+
+
+def test_observe_voltage_takes_the_stepwise_path():
+    p = env_params("ieee13-50-v0", observe_voltage=True)
+    _, pol = linear_policy(p)
+    r = rollout(p, p.scenario.split.train[:2], pol)  # auto: stepwise
+    assert r.obs.shape[-1] == p.obs_dim == 8
+    with pytest.raises(ValueError, match="observe_voltage"):
+        rollout(p, p.scenario.split.train[:2], pol, path="whole_day")
+    with pytest.raises(ValueError, match="path must be"):
+        rollout(p, p.scenario.split.train[:2], pol, path="sideways")
+
+
+def test_nan_actions_are_an_error(params):
+    with pytest.raises(ValueError, match="NaN/inf actions at step 0"):
+        rollout(params, params.scenario.split.train[:1],
+                lambda o, t, s: torch.full(o.shape[:2], float("nan"), dtype=o.dtype))
