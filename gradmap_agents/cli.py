@@ -295,7 +295,7 @@ def bench_main(argv=None) -> int:
         print(f"{name:8} time to target {r['time_to_target_s']} s, env gradients "
               f"{r['env_gradients_to_target']}, test cost {r['test_cost']:.1f}, "
               f"test violation {r['test_violation_magnitude']:.4g}")
-    print(f"speedup {out['speedup']}")
+    print(f"speedup {out['speedup']} (at least {out['speedup_at_least']})")
     if args.out:
         with open(args.out, "a") as fh:
             fh.write(json.dumps(out) + "\n")

@@ -29,8 +29,14 @@ def _positive(where: str, **values) -> None:
 class PolicyConfig:
     """Every agent's own MLP (:mod:`gradmap_agents.policy`)."""
 
-    hidden: tuple[int, ...] = (16, 16)
-    """Hidden layer sizes (tanh). Default (16, 16) (``docs/gradmap.md``: cost per step)."""
+    hidden: tuple[int, ...] = (16,)
+    """Hidden layer sizes. Default one layer of 16 (``docs/gradmap.md``: as good as (16, 16)
+    or (32,) on ieee13-50 and the cheapest per step)."""
+    dtype: Literal["fp32", "fp64"] = "fp32"
+    """Precision of the policies (independent of the environment's): float32 halves their
+    memory-bound work on a CPU; gradients pass through the casts."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Hidden-layer activation (the output is always tanh, actions in (-1, 1))."""
     hidden_by_kind: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """Other hidden sizes for some device kinds (``battery``, ``heatpump``, ``generator``)."""
     out_scale: float = 0.1

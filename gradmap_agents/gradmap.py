@@ -75,9 +75,10 @@ def environment_gradient(env, policy, days, duals: Duals, *, param_grad: bool = 
                        Constraints(*(None if c is None else c.detach() for c in cons)))
 
 
-def surrogate(policy, obs, a0, g, eta: float, eps: float, form: str = "clipped") -> torch.Tensor:
-    """Eq. (2) summed over the samples given (``obs`` ``(S, N, F)``, ``a0``/``g`` ``(S, N)``)."""
-    d = policy(obs) - a0
+def surrogate(policy, x, a0, g, eta: float, eps: float, form: str = "clipped") -> torch.Tensor:
+    """Eq. (2) summed over the samples given: agent-major observations ``x`` ``(N, S, F)``
+    (:meth:`StackedPolicy.agent_major`), ``a0`` and ``g`` ``(N, S)``."""
+    d = policy.forward_agent_major(x) - a0
     linear = g * d
     if form == "clipped":
         linear = torch.maximum(linear, g * torch.clamp(d, -eps, eps))
@@ -101,15 +102,17 @@ def gradmap_update(env, policy, optimizer, days, duals: Duals, *, epochs: int, m
                    margins: tuple[float, float] = (0.0, 0.0)) -> EnvGradient:
     """GradMAP: one environment gradient, then ``epochs x minibatches`` steps on eq. (2)."""
     eg = environment_gradient(env, policy, days, duals, margins=margins)
-    obs, a0, g = (x.flatten(0, 1) for x in (eg.obs, eg.a0, eg.g))  # (S = B T, N, ...)
+    x = policy.agent_major(eg.obs)  # (N, S, F), S = B T samples: laid out once for K epochs
+    a0, g = (v.flatten(0, 1).T.to(x.dtype, memory_format=torch.contiguous_format)
+             for v in (eg.a0, eg.g))  # (N, S)
     if grad_scale == "rms":
         g = g / g.pow(2).mean().sqrt().clamp_min(1e-30)
     elif grad_scale != "none":
         raise ValueError(f"grad_scale must be 'rms' or 'none', got {grad_scale!r}")
     for _ in range(epochs):
-        order = torch.randperm(len(obs), generator=generator).to(obs.device)
+        order = torch.randperm(x.shape[1], generator=generator).to(x.device)
         for idx in order.chunk(minibatches):
             optimizer.zero_grad(set_to_none=True)
-            surrogate(policy, obs[idx], a0[idx], g[idx], eta, eps, form).backward()
+            surrogate(policy, x[:, idx], a0[:, idx], g[:, idx], eta, eps, form).backward()
             optimizer.step()
     return eg

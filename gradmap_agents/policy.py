@@ -14,7 +14,10 @@ one group. The observation normalisation (``mean_i``, ``std_i``, per agent and f
 from training data and saved with the weights (:func:`observation_stats`).
 
 Shapes: observations ``(..., N, F)`` (any leading batch shape, any memory layout), actions
-``(..., N)`` in ``(-1, 1)``.
+``(..., N)`` in ``(-1, 1)``. The policies compute in their own dtype (float32 by default,
+**Decision**, ``docs/gradmap.md``: their work is memory-bound on a CPU and float32 halves it)
+whatever the environment's; observations are cast on the way in, actions on the way out, and
+gradients pass through both casts.
 """
 
 from __future__ import annotations
@@ -23,21 +26,28 @@ import math
 
 import torch
 
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
 
 class StackedMLP(torch.nn.Module):
-    """``n`` independent MLPs ``in_dim -> hidden... -> out_dim`` (tanh), stacked.
+    """``n`` independent MLPs ``in_dim -> hidden... -> out_dim``, stacked; hidden layers use
+    ``activation`` (``"tanh"`` or ``"relu"``), the output ``tanh`` (actions in ``(-1, 1)``).
 
-    ``obs_mean``/``obs_std`` ``(n, in_dim)`` normalise the input inside the module (buffers).
-    Initialisation per agent, from ``generator``: weights uniform in ``±1/sqrt(fan_in)`` (PyTorch's
-    ``Linear`` default), the output layer scaled by ``out_scale`` so initial actions are near 0.
+    ``obs_mean``/``obs_std`` ``(n, in_dim)`` normalise the input (buffers). The normalisation is
+    folded into the first layer at each call, ``W0' = W0 / std``, ``b0' = b0 - (mean / std) W0``
+    (``N F H`` work instead of ``S N F`` per sample). Initialisation per agent, from
+    ``generator``: weights uniform in ``±1/sqrt(fan_in)`` (PyTorch's ``Linear`` default), the
+    output layer scaled by ``out_scale`` so initial actions are near 0.
     """
 
     def __init__(self, n: int, in_dim: int, hidden: tuple[int, ...], out_dim: int = 1, *,
                  generator: torch.Generator | None = None, dtype=torch.float64, device="cpu",
-                 out_scale: float = 0.1):
+                 out_scale: float = 0.1, activation: str = "tanh"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         sizes = (in_dim, *hidden, out_dim)
-        self.n, self.sizes = n, sizes
+        self.n, self.sizes, self.activation = n, sizes, activation
         for l, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             bound = 1.0 / math.sqrt(fi) * (out_scale if l == len(sizes) - 2 else 1.0)
             w = (torch.rand(n, fi, fo, generator=generator, dtype=dtype) * 2 - 1) * bound
@@ -54,18 +64,31 @@ class StackedMLP(torch.nn.Module):
     def layers(self):
         return [(getattr(self, f"w{l}"), getattr(self, f"b{l}")) for l in range(self.n_layers)]
 
+    def agent_major(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(..., n, in_dim)`` observations as one contiguous ``(n, S, in_dim)`` block: a
+        strided view would make ``bmm`` loop over the agents, one GEMM each."""
+        return obs.reshape(-1, self.n, self.sizes[0]).transpose(0, 1).contiguous()
+
+    def forward_agent_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw observations ``(n, S, in_dim)`` (agent-major) -> outputs ``(n, S, out_dim)``."""
+        act = ACTIVATIONS[self.activation]
+        (w0, b0), *rest = self.layers()
+        inv = 1.0 / self.obs_std
+        w = w0 * inv[:, :, None]
+        b = b0 - torch.bmm((self.obs_mean * inv)[:, None, :], w0)
+        for w_next, b_next in rest:
+            x = act(torch.baddbmm(b, x, w))
+            w, b = w_next, b_next
+        return torch.tanh(torch.baddbmm(b, x, w))
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs`` ``(..., n, in_dim)`` -> ``(..., n, out_dim)``."""
-        lead = obs.shape[:-2]
-        x = ((obs - self.obs_mean) / self.obs_std).reshape(-1, self.n, self.sizes[0])
-        x = x.transpose(0, 1).contiguous()  # (n, S, in): one matrix per agent; contiguous
-        # for batched GEMM (a strided view makes bmm loop over the agents one addmm each)
-        for w, b in self.layers():
-            x = torch.tanh(torch.baddbmm(b, x, w))  # hidden layers and the bounded output alike
-        return x.transpose(0, 1).reshape(*lead, self.n, self.sizes[-1])
+        y = self.forward_agent_major(self.agent_major(obs))
+        return y.transpose(0, 1).reshape(*obs.shape[:-2], self.n, self.sizes[-1])
 
     def extra_repr(self) -> str:
-        return f"n_agents={self.n}, sizes={self.sizes}, share_params=False"
+        return (f"n_agents={self.n}, sizes={self.sizes}, activation={self.activation}, "
+                "share_params=False")
 
 
 class StackedPolicy(torch.nn.Module):
@@ -78,7 +101,8 @@ class StackedPolicy(torch.nn.Module):
     """
 
     def __init__(self, n_agents: int, obs_dim: int, groups, *, seed: int = 0,
-                 dtype=torch.float64, device="cpu", out_scale: float = 0.1):
+                 dtype=torch.float32, device="cpu", out_scale: float = 0.1,
+                 activation: str = "tanh"):
         super().__init__()
         starts = [sl.start for sl, _ in groups]
         if starts[0] != 0 or groups[-1][0].stop != n_agents or any(
@@ -89,17 +113,34 @@ class StackedPolicy(torch.nn.Module):
         self.slices = [sl for sl, _ in groups]
         self.nets = torch.nn.ModuleList(
             StackedMLP(sl.stop - sl.start, obs_dim, tuple(hidden), 1, generator=g, dtype=dtype,
-                       device=device, out_scale=out_scale) for sl, hidden in groups)
-        self.n_agents, self.obs_dim = n_agents, obs_dim
+                       device=device, out_scale=out_scale, activation=activation)
+            for sl, hidden in groups)
+        self.n_agents, self.obs_dim, self.dtype = n_agents, obs_dim, dtype
 
     def forward(self, obs: torch.Tensor, t: int | None = None, state=None) -> torch.Tensor:
         if obs.shape[-2:] != (self.n_agents, self.obs_dim):
             raise ValueError(f"observations must be (..., {self.n_agents}, {self.obs_dim}), got "
                              f"{tuple(obs.shape)}")
+        x = obs.to(self.dtype)  # the policy's own precision; the environment keeps its own
         if len(self.nets) == 1:
-            return self.nets[0](obs)[..., 0]
-        return torch.cat([net(obs[..., sl, :])[..., 0]
-                          for sl, net in zip(self.slices, self.nets, strict=True)], dim=-1)
+            a = self.nets[0](x)[..., 0]
+        else:
+            a = torch.cat([net(x[..., sl, :])[..., 0]
+                           for sl, net in zip(self.slices, self.nets, strict=True)], dim=-1)
+        return a.to(obs.dtype)
+
+    def agent_major(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations ``(..., N, F)`` as a contiguous ``(N, S, F)`` block (for repeated
+        evaluation on the same samples: GradMAP's surrogate epochs), in the policy's dtype."""
+        x = obs.reshape(-1, self.n_agents, self.obs_dim).transpose(0, 1)
+        return x.to(self.dtype, memory_format=torch.contiguous_format)
+
+    def forward_agent_major(self, x: torch.Tensor) -> torch.Tensor:
+        """Agent-major observations ``(N, S, F)`` -> actions ``(N, S)``."""
+        if len(self.nets) == 1:
+            return self.nets[0].forward_agent_major(x)[..., 0]
+        return torch.cat([net.forward_agent_major(x[sl])[..., 0]
+                          for sl, net in zip(self.slices, self.nets, strict=True)], dim=0)
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Fix the observation normalisation, ``(N, F)`` each."""

@@ -49,10 +49,11 @@ class TrainState:
 
 def make_policy(env, cfg: TrainConfig) -> StackedPolicy:
     """The run's policies, initialised from ``cfg.seed`` (normalisation not yet set)."""
-    dtype = env.node_mask.dtype
+    dtype = {"fp32": torch.float32, "fp64": torch.float64}[cfg.policy.dtype]
     groups = kind_groups(env.kind_slices, cfg.policy.hidden, cfg.policy.hidden_by_kind)
     return StackedPolicy(env.n_agents, env.obs_dim, groups, seed=cfg.seed, dtype=dtype,
-                         device=env.node_mask.device, out_scale=cfg.policy.out_scale)
+                         device=env.node_mask.device, out_scale=cfg.policy.out_scale,
+                         activation=cfg.policy.activation)
 
 
 def make_optimizer(policy, cfg: TrainConfig) -> torch.optim.Optimizer:

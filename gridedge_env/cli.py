@@ -119,15 +119,20 @@ def bench_main(argv=None) -> int:
     g.add_argument("--days", type=int, default=32)
     g.add_argument("--device", default="cpu")
     g.add_argument("--dtype", choices=["fp64", "fp32"], default="fp64")
-    g.add_argument("--hidden", default="32,32", help="policy hidden sizes (default 32,32)")
+    g.add_argument("--hidden", default="16",
+                   help="policy hidden sizes, comma-separated; '' for a linear policy "
+                        "(default 16: the trainer's)")
     g.add_argument("--repeats", type=int, default=3)
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile each step's devices, costs and observations (both paths)")
     g.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args(argv)
     if args.what == "envgrad":
         from gradmap_agents.bench import bench_envgrad  # the benchmark's policy is the trainer's
 
         out = bench_envgrad(args.scenario, args.days, args.dtype, args.device,
-                            tuple(int(h) for h in args.hidden.split(",")), args.repeats)
+                            tuple(int(h) for h in args.hidden.split(",") if h.strip()),
+                            args.repeats, args.compile)
         for k, v in out.items():
             print(f"{k:32} {v}")
         if args.json:

@@ -179,3 +179,23 @@ def test_wandb_offline_never_fails_and_never_stores_the_key(tmp_path, monkeypatc
     assert cli.train_main(["--config", "configs/ieee13-50.yaml", "--out", str(out2), *FAST[:-2],
                            "--set", "iterations=2", "--logger", "wandb", "--no-eval"]) == 0
     assert (out2 / "train.csv").is_file()
+
+
+@pytest.mark.opendss
+def test_eval_with_opendss_agrees_with_our_solver(run):
+    assert cli.eval_main(["--run", str(run), "--opendss"]) == 0
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["opendss/max_v_diff_pu"] < 1e-6  # OpenDSS at 1e-8 tolerance, ours at 1e-8
+    assert ev["opendss/max_action_diff"] == 0.0  # the policies observe no voltage
+    assert ev["opendss/cost"] == pytest.approx(ev["test/cost"], rel=1e-9)
+    assert ev["opendss/violation_magnitude"] == pytest.approx(ev["test/violation_magnitude"],
+                                                              rel=1e-4, abs=1e-6)
+
+
+def test_max_minutes_stops_with_a_checkpoint_to_continue(tmp_path, capsys):
+    out = tmp_path / "short"
+    assert cli.train_main(["--config", "configs/ieee13-50.yaml", "--out", str(out), *FAST,
+                           "--max-minutes", "0"]) == 0
+    assert "continue with: gradmap-train --resume" in capsys.readouterr().out
+    assert checkpoint.read(out / "checkpoint.safetensors")[1]["iteration"] == 1
+    assert not (out / "eval.json").exists()

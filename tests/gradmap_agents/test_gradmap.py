@@ -22,9 +22,9 @@ def env():
     return env_params("ieee13-50-v0")
 
 
-def _policy(env, seed=0):
+def _policy(env, seed=0, dtype=torch.float64):
     return StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, (16,)), seed=seed,
-                         out_scale=1.0)
+                         out_scale=1.0, dtype=dtype)
 
 
 def _duals(env, gran="node_time"):
@@ -40,8 +40,9 @@ def test_surrogate_first_gradient_equals_gradma(env):
     gradma = [p.grad.clone() for p in pol.parameters()]
     pol.zero_grad()
     for form in ("clipped", "proximal"):
-        s = surrogate(pol, eg.obs.flatten(0, 1), eg.a0.flatten(0, 1), eg.g.flatten(0, 1),
-                      eta=0.1, eps=0.05, form=form)
+        x = pol.agent_major(eg.obs)
+        a0, g = (v.flatten(0, 1).T for v in (eg.a0, eg.g))
+        s = surrogate(pol, x, a0, g, eta=0.1, eps=0.05, form=form)
         grads = torch.autograd.grad(s, list(pol.parameters()))
         for a, b in zip(grads, gradma, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
@@ -50,9 +51,9 @@ def test_surrogate_first_gradient_equals_gradma(env):
 
 
 def test_clipped_surrogate_stops_beyond_the_trust_region():
-    pol = StackedPolicy(1, 2, [(slice(0, 1), ())], seed=0)  # a = tanh(w . o + b)
-    obs = torch.tensor([[[1.0, 0.0]]], dtype=torch.float64)
-    a = pol(obs).detach()
+    pol = StackedPolicy(1, 2, [(slice(0, 1), ())], seed=0, dtype=torch.float64)  # tanh(w.o+b)
+    obs = torch.tensor([[[1.0, 0.0]]], dtype=torch.float64)  # (N=1, S=1, F=2): agent-major
+    a = pol.forward_agent_major(obs).detach()
     g = torch.ones_like(a)  # improving direction: decreasing the action
     for d, expect_pull in ((-0.2, False), (-0.01, True), (0.2, True)):
         a0 = a - d  # so that pi(o) - a0 = d
@@ -87,7 +88,7 @@ def test_dual_ascent_granularities(gran, shape):
 
 @pytest.mark.parametrize("method", ["gradma", "gradmap"])
 def test_one_update_lowers_the_lagrangian_of_its_days(env, method):
-    pol = _policy(env, seed=1)
+    pol = _policy(env, seed=1, dtype=torch.float32)  # the trainer's default precision
     opt = torch.optim.Adam(pol.parameters(), lr=3e-3)
     days = env.scenario.split.train[:4]
     duals = _duals(env)
@@ -99,3 +100,17 @@ def test_one_update_lowers_the_lagrangian_of_its_days(env, method):
         gradmap_update(env, pol, opt, days, duals, epochs=4, minibatches=4, eta=0.05, eps=0.1,
                        generator=torch.Generator().manual_seed(0))
     assert environment_gradient(env, pol, days, duals).loss < before
+
+
+def test_float32_environment_trains():
+    env32 = env_params("ieee13-50-v0", dtype=torch.float32)
+    pol = _policy(env32, seed=2, dtype=torch.float32)
+    opt = torch.optim.Adam(pol.parameters(), lr=3e-3)
+    duals = init_duals("node_time", env32.n_steps, env32.scenario.feeder.n_nodes,
+                       len(env32.powerflow.line_phase_names), 300.0, 30.0, dtype=torch.float32)
+    days = env32.scenario.split.train[:4]
+    before = environment_gradient(env32, pol, days, duals)
+    assert before.g.dtype == torch.float32 and torch.isfinite(before.g).all()
+    gradmap_update(env32, pol, opt, days, duals, epochs=4, minibatches=4, eta=0.05, eps=0.1,
+                   generator=torch.Generator().manual_seed(0))
+    assert environment_gradient(env32, pol, days, duals).loss < before.loss

@@ -6,8 +6,8 @@ import torch
 from gradmap_agents.policy import StackedPolicy, kind_groups, observation_stats
 
 
-def _policy(n=6, f=7, groups=None, seed=0):
-    return StackedPolicy(n, f, groups or [(slice(0, n), (8, 8))], seed=seed)
+def _policy(n=6, f=7, groups=None, seed=0, dtype=torch.float64):
+    return StackedPolicy(n, f, groups or [(slice(0, n), (8, 8))], seed=seed, dtype=dtype)
 
 
 def test_changing_one_agent_changes_only_its_actions_and_gradients():
@@ -86,3 +86,16 @@ def test_kinds_with_other_sizes_form_groups():
         StackedPolicy(6, 7, [(slice(0, 3), (8,))])
     with pytest.raises(ValueError, match=r"observations must be \(\.\.\., 6, 7\)"):
         pol(torch.zeros(2, 5, 7, dtype=torch.float64))
+
+
+def test_float32_policy_in_a_float64_environment():
+    """The default precision: float64 observations in, float64 actions out, gradients through
+    both casts, and the same actions as the float64 policy to float32 rounding."""
+    p32, p64 = _policy(dtype=torch.float32), _policy(dtype=torch.float64)
+    p64.load_state_dict({k: v.double() for k, v in p32.state_dict().items()})
+    obs = torch.randn(4, 6, 7, dtype=torch.float64, requires_grad=True)
+    a = p32(obs)
+    assert a.dtype == torch.float64 and p32.nets[0].w0.dtype == torch.float32
+    torch.testing.assert_close(a, p64(obs), rtol=0, atol=1e-6)
+    (g,) = torch.autograd.grad(a.sum(), obs)
+    assert g.dtype == torch.float64 and g.abs().sum() > 0

@@ -1,7 +1,6 @@
-"""The main job on the small embedded case (``make demo``).
+"""A tour of the power flow and the differentiable environment (``python examples/powerflow_tour.py``).
 
-Until the GradMAP trainer lands this runs the best end-to-end path that exists: load the bundled
-IEEE 13 node feeder (no OpenDSS or network needed), solve it at nominal load, print a voltage
+Load the bundled IEEE 13 node feeder (no OpenDSS or network needed), solve it at nominal load, print a voltage
 table, solve a batch of 256 load scenarios at once and take the gradient of the lowest voltage
 with respect to every scenario's load level through the implicit power-flow gradient; then run
 eight test days of the ``ieee13-50-v0`` environment (50 agents) with all actions 0 and
