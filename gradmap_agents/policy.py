@@ -31,7 +31,8 @@ ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 class StackedMLP(torch.nn.Module):
     """``n`` independent MLPs ``in_dim -> hidden... -> out_dim``, stacked; hidden layers use
-    ``activation`` (``"tanh"`` or ``"relu"``), the output ``tanh`` (actions in ``(-1, 1)``).
+    ``activation`` (``"tanh"`` or ``"relu"``), the output ``tanh`` (actions in ``(-1, 1)``), or
+    nothing with ``squash=False`` (a critic's values).
 
     ``obs_mean``/``obs_std`` ``(n, in_dim)`` normalise the input (buffers). The normalisation is
     folded into the first layer at each call, ``W0' = W0 / std``, ``b0' = b0 - (mean / std) W0``
@@ -42,8 +43,9 @@ class StackedMLP(torch.nn.Module):
 
     def __init__(self, n: int, in_dim: int, hidden: tuple[int, ...], out_dim: int = 1, *,
                  generator: torch.Generator | None = None, dtype=torch.float64, device="cpu",
-                 out_scale: float = 0.1, activation: str = "tanh"):
+                 out_scale: float = 0.1, activation: str = "tanh", squash: bool = True):
         super().__init__()
+        self.squash = squash
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         sizes = (in_dim, *hidden, out_dim)
@@ -79,7 +81,8 @@ class StackedMLP(torch.nn.Module):
         for w_next, b_next in rest:
             x = act(torch.baddbmm(b, x, w))
             w, b = w_next, b_next
-        return torch.tanh(torch.baddbmm(b, x, w))
+        y = torch.baddbmm(b, x, w)
+        return torch.tanh(y) if self.squash else y
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs`` ``(..., n, in_dim)`` -> ``(..., n, out_dim)``."""

@@ -1,0 +1,53 @@
+"""``gradmap-compare``: the comparison of every method (:mod:`baselines.compare`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def compare_main(argv=None) -> int:
+    """``gradmap-compare --config FILE --methods gradmap,gradma,mappo,ippo,rule,no-control,oracle
+    [--seeds 3] [--budget-minutes M] [--out DIR] [--logger wandb|csv|none] [--set key=value]
+    [--set-method METHOD:KEY=VALUE] [--json]``: every method on the same data, seeds and
+    budget; a table and plots in DIR."""
+    from .compare import METHODS, Plan, run_compare
+
+    ap = argparse.ArgumentParser(prog="gradmap-compare", description=compare_main.__doc__)
+    ap.add_argument("--config", help="training YAML shared by every method")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"from {', '.join(METHODS)}")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds of each learning method")
+    ap.add_argument("--budget-minutes", type=float, default=None,
+                    help="training wall-time budget of every learning run")
+    ap.add_argument("--out", default=None, help="comparison directory (default runs/compare-<config>)")
+    ap.add_argument("--logger", choices=["wandb", "csv", "none"], default="csv",
+                    help="wandb: one W&B group for the comparison (offline without an API key)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key for every method (repeatable)")
+    ap.add_argument("--oracle-iterations", type=int, default=None,
+                    help="optimisation steps of the oracle (default: baselines.oracle)")
+    ap.add_argument("--set-method", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                    help="override for one method (ippo:iterations=300, gradma:iterations=600)")
+    ap.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    args = ap.parse_args(argv)
+    from gridedge_env.config import ConfigError
+
+    stem = Path(args.config).stem if args.config else "defaults"
+    try:
+        plan = Plan(args.config, tuple(args.set), tuple(m.strip() for m in args.methods.split(",")),
+                    args.seeds, args.budget_minutes, Path(args.out or f"runs/compare-{stem}"),
+                    args.logger, args.oracle_iterations, tuple(args.set_method))
+        table = run_compare(plan, progress=lambda msg: print(f"gradmap-compare: {msg}", flush=True))
+    except (ValueError, ConfigError) as exc:
+        raise SystemExit(f"gradmap-compare: {exc}") from None
+    print((plan.out / "comparison.md").read_text())
+    print(f"table: {plan.out / 'comparison.csv'}, {plan.out / 'comparison.md'}")
+    if args.json:
+        print(json.dumps(table))
+    return 0
+
+
+def compare() -> None:  # console-script shim
+    sys.exit(compare_main())

@@ -1,0 +1,314 @@
+"""``gradmap-compare``: every method on the same data, seeds, machine and budget, one table.
+
+A comparison directory holds one run directory per (method, seed) under ``runs/``, each done
+when its ``result.json`` exists, and the comparison's outputs: ``comparison.csv`` (a row per
+run), ``comparison.md`` (a row per method, mean and range over seeds), ``comparison.json`` and
+the plots ``cost_vs_violation.png``, ``learning_curves_wall.png`` and
+``learning_curves_gradients.png``. Killed and restarted with the same arguments, it skips the
+finished runs and resumes a learning run from its last checkpoint (``gradmap-train --resume``).
+
+Methods: ``gradmap`` and ``gradma`` train through ``gradmap-train`` (the same configuration, with
+``algo.method`` and ``seed`` set, and ``--max-minutes`` from the budget); ``rule``,
+``no-control`` and ``oracle`` are deterministic and run once. Time to target uses the target of
+``docs/gradmap.md`` with the best feasible validation cost over every learning run of the
+comparison.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+GRADIENT = ("gradmap", "gradma")
+PPO = ("mappo", "ippo")
+LEARNED = GRADIENT + PPO
+FIXED = ("rule", "no-control", "oracle")
+METHODS = LEARNED + FIXED
+COLUMNS = ("cost", "violation_magnitude", "violation_frequency", "line_overload_frequency",
+           "v_min_pu", "v_max_pu")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to compare: the training config file (or ``None``), its ``--set`` overrides, the
+    methods and seeds, the per-run training budget (minutes, ``None``: the config's
+    iterations), the output directory, the logger and the oracle's settings."""
+
+    config: str | None
+    sets: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: int
+    budget_minutes: float | None
+    out: Path
+    logger: str = "csv"
+    oracle_iterations: int | None = None
+    method_sets: tuple[str, ...] = ()
+    """``METHOD:KEY=VALUE`` overrides of one method: a ``PPOConfig`` field for ``mappo`` and
+    ``ippo`` (``ippo:iterations=300``), a training config key for ``gradmap``/``gradma``."""
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown method(s) {bad}; available: {', '.join(METHODS)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods listed twice: {list(self.methods)}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise ValueError(f"budget_minutes must be > 0, got {self.budget_minutes}")
+        for ms in self.method_sets:
+            m = ms.split(":", 1)[0]
+            if ":" not in ms or "=" not in ms or m not in LEARNED:
+                raise ValueError(f"--set-method {ms!r}: expected METHOD:KEY=VALUE with METHOD one "
+                                 f"of {', '.join(LEARNED)}")
+
+    def sets_of(self, method: str) -> list[str]:
+        return [ms.split(":", 1)[1] for ms in self.method_sets if ms.split(":", 1)[0] == method]
+
+    def runs(self) -> list[tuple[str, int]]:
+        return [(m, s) for m in self.methods for s in (range(self.seeds) if m in LEARNED else [0])]
+
+
+def run_compare(plan: Plan, progress=print) -> dict:
+    """Run (or finish) every (method, seed) of ``plan`` and write the comparison outputs."""
+    from gradmap_agents.config import load_config, merge, parse_set
+    from gradmap_agents.evaluate import evaluate, no_control
+
+    base = load_config(plan.config, parse_set(list(plan.sets)))
+    plan.out.mkdir(parents=True, exist_ok=True)
+    env = _env(base)
+    nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
+    group = f"compare-{plan.out.resolve().name}"
+    results = []
+    for method, seed in plan.runs():
+        run_dir = plan.out / "runs" / f"{method}-s{seed}"
+        done = run_dir / "result.json"
+        if done.exists():
+            progress(f"{method} seed {seed}: done before, kept ({done})")
+        else:
+            progress(f"{method} seed {seed}: running")
+            cfg = load_config(plan.config, merge(parse_set(list(plan.sets)), {
+                "seed": seed, "logging": {"group": group},
+                **({"algo": {"method": method}} if method in GRADIENT else {})}))
+            runner = _learned if method in GRADIENT else _ppo if method in PPO else _fixed
+            result = runner(plan, method, seed, cfg, env, run_dir)
+            _write_json(done, result)
+        results.append(json.loads(done.read_text()))
+    table = _table(results, nc_val)
+    _write_outputs(plan.out, table, results, nc_val)
+    return table
+
+
+def _env(cfg):
+    import torch
+
+    from gridedge_env.registry import env_params
+
+    dtype = {"fp64": torch.float64, "fp32": torch.float32}[cfg.dtype]
+    return env_params(cfg.env, device=cfg.device, dtype=dtype, **dict(cfg.env_overrides))
+
+
+def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
+    """Train (or resume) through ``gradmap-train``; evaluate the policies it left."""
+    from gradmap_agents import cli
+
+    args = ["--out", str(run_dir), "--logger", plan.logger, "--no-eval",
+            "--set", f"algo.method={method}", "--set", f"seed={seed}",
+            "--set", f"logging.group={cfg.logging.group}",
+            *sum((["--set", s] for s in (*plan.sets, *plan.sets_of(method))), [])]
+    if plan.config:
+        args = ["--config", plan.config, *args]
+    budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
+    if (run_dir / cli.CHECKPOINT).exists():
+        args.append("--resume")
+        if budget is not None:  # a resumed run gets what is left of its budget, not a new one
+            budget -= cli._load_run(run_dir)[2].train_seconds
+    if budget is not None and budget <= 0:
+        rc = 0
+    else:
+        if budget is not None:
+            args += ["--max-minutes", str(budget / 60.0)]
+        rc = cli.train_main(args)
+    if rc != 0:
+        return {"method": method, "seed": seed, "failed": f"gradmap-train exited {rc}"}
+    cfg, env, s = cli._load_run(run_dir)
+    report = cli.evaluate_run(run_dir, env, cfg, s)
+    return {"method": method, "seed": seed, "test": _prefixed(report, "test/"),
+            "train_seconds": s.train_seconds, "env_gradients": s.env_gradients,
+            "iterations": s.iteration, "history": s.history}
+
+
+def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
+    """MAPPO or IPPO within the budget; the deterministic actors' weights in
+    ``actor.safetensors`` and their test metrics. A killed PPO run restarts from scratch."""
+    import dataclasses
+
+    from safetensors.torch import save_file
+
+    from gradmap_agents.checkpoint import atomic_write
+    from gradmap_agents.evaluate import evaluate
+    from gradmap_agents.loggers import RunLogger
+
+    from .ppo import PPOConfig, init_ppo, train_ppo
+
+    fields = {f.name: f for f in dataclasses.fields(PPOConfig)}
+    over = {}
+    for kv in plan.sets_of(method):
+        k, v = kv.split("=", 1)
+        if k not in fields:
+            raise ValueError(f"--set-method {method}:{kv}: PPOConfig has no field {k!r}")
+        over[k] = _parse_value(fields[k], v, f"{method}:{k}")
+    pcfg = PPOConfig(**{**over, "variant": method, "seed": seed})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
+    budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
+    s = init_ppo(env, pcfg)
+    train_ppo(env, pcfg, state=s, progress_fn=log.log,
+              should_stop=lambda: budget is not None and s.train_seconds > budget)
+    weights = {k: v.detach().contiguous() for k, v in s.actor.state_dict().items()}
+    atomic_write(run_dir / "actor.safetensors", lambda tmp: save_file(weights, tmp))
+    m, _ = evaluate(env, s.actor, env.scenario.split.test)
+    log.summary({f"test/{k}": v for k, v in m.items()})
+    log.close()
+    return {"method": method, "seed": seed, "test": m, "train_seconds": s.train_seconds,
+            "env_gradients": 0, "env_steps": s.env_steps, "iterations": s.iteration,
+            "history": s.history, "ppo_config": dataclasses.asdict(pcfg)}
+
+
+def _parse_value(f, text: str, name: str):
+    import yaml
+
+    v = yaml.safe_load(text)
+    want = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if want.startswith("tuple"):
+        v = tuple(v if isinstance(v, list) else [v])
+    elif want == "float" and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    ok = {"int": int, "float": float, "bool": bool, "str": str}.get(want)
+    if ok is not None and (not isinstance(v, ok) or (ok is int and isinstance(v, bool))):
+        raise ValueError(f"--set-method {name}={text!r}: expected {want}")
+    return v
+
+
+def _fixed(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
+    """Rule, no control or the oracle on the test days, logged like a run."""
+    from gradmap_agents.evaluate import evaluate, no_control
+    from gradmap_agents.loggers import RunLogger
+
+    from .oracle import OracleConfig, oracle
+    from .rule import rule_based
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    test = env.scenario.split.test
+    t0 = time.perf_counter()
+    if method == "oracle":
+        ocfg = OracleConfig(**({"iterations": plan.oracle_iterations}
+                               if plan.oracle_iterations else {}))
+        m = oracle(env, test, ocfg)
+    else:
+        m, _ = evaluate(env, rule_based(env) if method == "rule" else no_control(env), test)
+    seconds = time.perf_counter() - t0
+    log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
+    log.log({"iteration": 0, **{f"test/{k}": v for k, v in m.items()}})
+    log.summary({f"test/{k}": v for k, v in m.items()})
+    log.close()
+    return {"method": method, "seed": seed, "test": m, "train_seconds": seconds,
+            "env_gradients": 0, "iterations": 0, "history": []}
+
+
+def _prefixed(report: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in report.items() if k.startswith(prefix)}
+
+
+def _table(results: list[dict], nc_val: dict) -> dict:
+    """Per-run rows with time to target (against the comparison's best feasible validation
+    cost) and per-method aggregates."""
+    from gradmap_agents.evaluate import time_to_target
+
+    ok = [r for r in results if "failed" not in r]
+    bound = 0.1 * nc_val["violation_magnitude"]
+    feasible = [h["val/cost"] for r in ok for h in r["history"]
+                if h["val/violation_magnitude"] <= bound]
+    best = min(feasible) if feasible else None
+    rows = []
+    for r in results:
+        row = {"method": r["method"], "seed": r["seed"], "failed": r.get("failed", "")}
+        if "failed" not in r:
+            t, g = (time_to_target(r["history"], nc_val, best) if best is not None and r["history"]
+                    else (None, None))
+            row.update({c: r["test"][c] for c in COLUMNS}, train_seconds=r["train_seconds"],
+                       env_gradients=r["env_gradients"], time_to_target_s=t,
+                       env_gradients_to_target=g,
+                       optimality_gap=r["test"].get("optimality_gap"))
+        rows.append(row)
+    methods = {}
+    for m in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == m and not r["failed"]]
+        agg = {"runs": len(mine), "learned": m in LEARNED}
+        for c in (*COLUMNS, "train_seconds", "time_to_target_s"):
+            vals = [r[c] for r in mine if r.get(c) is not None]
+            agg[c] = statistics.mean(vals) if vals and len(vals) == len(mine) else None
+            agg[f"{c}_range"] = (min(vals), max(vals)) if vals else None
+        methods[m] = agg
+    return {"best_feasible_val_cost": best, "no_control_val": nc_val, "runs": rows,
+            "methods": methods}
+
+
+def _write_json(path: Path, obj) -> None:
+    from gradmap_agents.checkpoint import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
+
+
+def _write_outputs(out: Path, table: dict, results: list[dict], nc_val: dict) -> None:
+    from gradmap_agents.checkpoint import atomic_write
+
+    from .compare_plots import cost_vs_violation, learning_curves
+
+    fields = ["method", "seed", "failed", *COLUMNS, "train_seconds", "env_gradients",
+              "time_to_target_s", "env_gradients_to_target", "optimality_gap"]
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(table["runs"])
+
+    atomic_write(out / "comparison.csv", write_csv)
+    atomic_write(out / "comparison.md", lambda tmp: Path(tmp).write_text(markdown(table)))
+    _write_json(out / "comparison.json", table)
+    cost_vs_violation(table["runs"], out / "cost_vs_violation.png")
+    learning_curves(results, nc_val, out)
+
+
+def markdown(table: dict) -> str:
+    """The per-method table: mean over seeds, with the range where there are several."""
+    def cell(agg, c, fmt):
+        v, rng = agg[c], agg[f"{c}_range"]
+        if v is None:
+            return "not reached" if c == "time_to_target_s" and agg["learned"] else "–"
+        text = format(v, fmt)
+        if agg["runs"] > 1 and rng and rng[0] != rng[1]:
+            text += f" ({format(rng[0], fmt)}–{format(rng[1], fmt)})"
+        return text
+
+    head = ("| method | runs | test cost GBP/day | violation magnitude | violation frequency | "
+            "line overload frequency | seconds | time to target s |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    lines = [f"| {m} | {a['runs']} | {cell(a, 'cost', ',.0f')} | "
+             f"{cell(a, 'violation_magnitude', '.4g')} | {cell(a, 'violation_frequency', '.3g')} | "
+             f"{cell(a, 'line_overload_frequency', '.3g')} | {cell(a, 'train_seconds', '.0f')} | "
+             f"{cell(a, 'time_to_target_s', '.0f')} |" for m, a in table["methods"].items()]
+    best = table["best_feasible_val_cost"]
+    foot = (f"\nTarget: validation violation magnitude <= 10 % of no control's "
+            f"({0.1 * table['no_control_val']['violation_magnitude']:.4g}) and validation cost "
+            f"<= 1.02 x the best feasible validation cost of the comparison "
+            f"({'none' if best is None else format(best, ',.0f')}). Seconds: training wall time "
+            "of a learning method (validation excluded), optimisation time of the oracle, "
+            "evaluation time of rule and no control.\n")
+    return head + "\n".join(lines) + "\n" + foot

@@ -1,0 +1,30 @@
+"""The centralised oracle: feasible where no control is not, cheaper, above its lower bound."""
+
+import pytest
+
+from baselines.oracle import OracleConfig, oracle
+from gradmap_agents.evaluate import evaluate, no_control
+from gridedge_env.registry import env_params
+
+
+@pytest.fixture(scope="module")
+def env():
+    return env_params("ieee13-50-v0")
+
+
+def test_oracle_is_feasible_cheaper_than_no_control_and_above_its_bound(env):
+    days = env.scenario.split.test[:4]
+    nc, _ = evaluate(env, no_control(env), days)
+    assert nc["violation_magnitude"] > 0.1  # the days need control
+    out = oracle(env, days, OracleConfig(iterations=150))
+    assert out["violation_magnitude"] <= 0.05 * nc["violation_magnitude"]
+    assert out["cost"] < nc["cost"]
+    assert out["lower_bound_cost"] <= out["cost"]
+    assert 0 <= out["optimality_gap"] < 0.2
+
+
+def test_bad_config_is_named():
+    with pytest.raises(ValueError, match="iterations"):
+        OracleConfig(iterations=0)
+    with pytest.raises(ValueError, match="lr"):
+        OracleConfig(lr=-1)
