@@ -25,7 +25,7 @@ from pathlib import Path
 
 GRADIENT = ("gradmap", "gradma")
 PPO = ("mappo", "ippo")
-LEARNED = GRADIENT + PPO
+LEARNED = GRADIENT + PPO + ("sb3-ippo",)
 FIXED = ("rule", "no-control", "oracle")
 METHODS = LEARNED + FIXED
 COLUMNS = ("cost", "violation_magnitude", "violation_frequency", "line_overload_frequency",
@@ -75,6 +75,7 @@ class Plan:
 
 def run_compare(plan: Plan, progress=print) -> dict:
     """Run (or finish) every (method, seed) of ``plan`` and write the comparison outputs."""
+    from gradmap_agents.cli import _env
     from gradmap_agents.config import load_config, merge, parse_set
     from gradmap_agents.evaluate import evaluate, no_control
 
@@ -94,22 +95,14 @@ def run_compare(plan: Plan, progress=print) -> dict:
             cfg = load_config(plan.config, merge(parse_set(list(plan.sets)), {
                 "seed": seed, "logging": {"group": group},
                 **({"algo": {"method": method}} if method in GRADIENT else {})}))
-            runner = _learned if method in GRADIENT else _ppo if method in PPO else _fixed
+            runner = (_learned if method in GRADIENT else _ppo if method in PPO else
+                      _sb3 if method == "sb3-ippo" else _fixed)
             result = runner(plan, method, seed, cfg, env, run_dir)
             _write_json(done, result)
         results.append(json.loads(done.read_text()))
     table = _table(results, nc_val)
     _write_outputs(plan.out, table, results, nc_val)
     return table
-
-
-def _env(cfg):
-    import torch
-
-    from gridedge_env.registry import env_params
-
-    dtype = {"fp64": torch.float64, "fp32": torch.float32}[cfg.dtype]
-    return env_params(cfg.env, device=cfg.device, dtype=dtype, **dict(cfg.env_overrides))
 
 
 def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
@@ -142,6 +135,47 @@ def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
             "iterations": s.iteration, "history": s.history}
 
 
+def _overrides(plan: Plan, method: str, config_class) -> dict:
+    """``--set-method`` values of ``method`` as fields of the dataclass ``config_class``."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    over = {}
+    for kv in plan.sets_of(method):
+        k, v = kv.split("=", 1)
+        if k not in fields:
+            raise ValueError(f"--set-method {method}:{kv}: {config_class.__name__} has no field {k!r}")
+        over[k] = _parse_value(fields[k], v, f"{method}:{k}")
+    return over
+
+
+def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
+    """Stable-Baselines3 PPO with parameter sharing (the PettingZoo route) within the budget;
+    the SB3 model in ``model.zip``. A killed run restarts from scratch."""
+    import dataclasses
+
+    from gradmap_agents.evaluate import evaluate
+    from gradmap_agents.loggers import RunLogger
+
+    from .sb3_ippo import SB3Config, train_sb3
+
+    scfg = SB3Config(**{**_overrides(plan, method, SB3Config), "seed": seed})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
+    budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
+    policy, history, seconds, steps = train_sb3(
+        env, cfg.env, scfg, progress_fn=log.log,
+        should_stop=lambda t: budget is not None and t > budget)
+    policy.model.save(run_dir / "model.zip")
+    m, _ = evaluate(env, policy, env.scenario.split.test)
+    log.summary({f"test/{k}": v for k, v in m.items()})
+    log.close()
+    return {"method": method, "seed": seed, "test": m, "train_seconds": seconds,
+            "env_gradients": 0, "env_steps": steps,
+            "iterations": steps // (env.n_steps * scfg.days_per_rollout), "history": history,
+            "sb3_config": dataclasses.asdict(scfg)}
+
+
 def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     """MAPPO or IPPO within the budget; the deterministic actors' weights in
     ``actor.safetensors`` and their test metrics. A killed PPO run restarts from scratch."""
@@ -155,14 +189,7 @@ def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
 
     from .ppo import PPOConfig, init_ppo, train_ppo
 
-    fields = {f.name: f for f in dataclasses.fields(PPOConfig)}
-    over = {}
-    for kv in plan.sets_of(method):
-        k, v = kv.split("=", 1)
-        if k not in fields:
-            raise ValueError(f"--set-method {method}:{kv}: PPOConfig has no field {k!r}")
-        over[k] = _parse_value(fields[k], v, f"{method}:{k}")
-    pcfg = PPOConfig(**{**over, "variant": method, "seed": seed})
+    pcfg = PPOConfig(**{**_overrides(plan, method, PPOConfig), "variant": method, "seed": seed})
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
     budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
