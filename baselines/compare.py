@@ -107,7 +107,7 @@ def run_compare(plan: Plan, progress=print) -> dict:
 
 def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     """Train (or resume) through ``gradmap-train``; evaluate the policies it left."""
-    from gradmap_agents import cli
+    from gradmap_agents import checkpoint, cli
 
     args = ["--out", str(run_dir), "--logger", plan.logger, "--no-eval",
             "--set", f"algo.method={method}", "--set", f"seed={seed}",
@@ -116,10 +116,11 @@ def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     if plan.config:
         args = ["--config", plan.config, *args]
     budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
-    if (run_dir / cli.CHECKPOINT).exists():
+    ckpt = run_dir / cli.CHECKPOINT
+    if ckpt.exists():
         args.append("--resume")
         if budget is not None:  # a resumed run gets what is left of its budget, not a new one
-            budget -= cli._load_run(run_dir)[2].train_seconds
+            budget -= checkpoint.read(ckpt)[1]["train_seconds"]
     if budget is not None and budget <= 0:
         rc = 0
     else:
@@ -128,25 +129,24 @@ def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
         rc = cli.train_main(args)
     if rc != 0:
         return {"method": method, "seed": seed, "failed": f"gradmap-train exited {rc}"}
-    cfg, env, s = cli._load_run(run_dir)
-    report = cli.evaluate_run(run_dir, env, cfg, s)
+    run_cfg = checkpoint.config_of(ckpt)
+    same_env = all(getattr(run_cfg, k) == getattr(cfg, k)
+                   for k in ("env", "dtype", "device", "env_overrides"))
+    env = env if same_env else cli._env(run_cfg)  # the comparison's, unless overridden
+    s = checkpoint.load(ckpt, env, run_cfg)
+    report = cli.evaluate_run(run_dir, env, run_cfg, s)
     return {"method": method, "seed": seed, "test": _prefixed(report, "test/"),
             "train_seconds": s.train_seconds, "env_gradients": s.env_gradients,
             "iterations": s.iteration, "history": s.history}
 
 
-def _overrides(plan: Plan, method: str, config_class) -> dict:
-    """``--set-method`` values of ``method`` as fields of the dataclass ``config_class``."""
-    import dataclasses
+def _config(plan: Plan, method: str, config_class, **fixed):
+    """``config_class`` from ``method``'s ``--set-method`` values (parsed and checked like every
+    config: :func:`gradmap_agents.config.parse_set`, :func:`gridedge_env.config.from_dict`)."""
+    from gradmap_agents.config import parse_set
+    from gridedge_env.config import from_dict
 
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    over = {}
-    for kv in plan.sets_of(method):
-        k, v = kv.split("=", 1)
-        if k not in fields:
-            raise ValueError(f"--set-method {method}:{kv}: {config_class.__name__} has no field {k!r}")
-        over[k] = _parse_value(fields[k], v, f"{method}:{k}")
-    return over
+    return from_dict(config_class, {**parse_set(plan.sets_of(method)), **fixed}, method)
 
 
 def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
@@ -159,7 +159,7 @@ def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
 
     from .sb3_ippo import SB3Config, train_sb3
 
-    scfg = SB3Config(**{**_overrides(plan, method, SB3Config), "seed": seed})
+    scfg = _config(plan, method, SB3Config, seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
     budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
@@ -189,7 +189,7 @@ def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
 
     from .ppo import PPOConfig, init_ppo, train_ppo
 
-    pcfg = PPOConfig(**{**_overrides(plan, method, PPOConfig), "variant": method, "seed": seed})
+    pcfg = _config(plan, method, PPOConfig, variant=method, seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
     budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
@@ -204,21 +204,6 @@ def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     return {"method": method, "seed": seed, "test": m, "train_seconds": s.train_seconds,
             "env_gradients": 0, "env_steps": s.env_steps, "iterations": s.iteration,
             "history": s.history, "ppo_config": dataclasses.asdict(pcfg)}
-
-
-def _parse_value(f, text: str, name: str):
-    import yaml
-
-    v = yaml.safe_load(text)
-    want = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if want.startswith("tuple"):
-        v = tuple(v if isinstance(v, list) else [v])
-    elif want == "float" and isinstance(v, int) and not isinstance(v, bool):
-        v = float(v)
-    ok = {"int": int, "float": float, "bool": bool, "str": str}.get(want)
-    if ok is not None and (not isinstance(v, ok) or (ok is int and isinstance(v, bool))):
-        raise ValueError(f"--set-method {name}={text!r}: expected {want}")
-    return v
 
 
 def _fixed(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:

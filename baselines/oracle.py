@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from gradmap_agents.dual import dual_ascent, init_duals, penalty, tightened
-from gradmap_agents.evaluate import metrics
+from gradmap_agents.evaluate import _cat, metrics
 from gridedge_env.rollout import rollout
 
 
@@ -118,8 +118,6 @@ def oracle(env, days, cfg: OracleConfig | None = None,
         with torch.no_grad():
             rolls.append(rollout(env, chunk, pol))
             bounds.append(rollout(env, chunk, relaxed).cost)
-    from gradmap_agents.evaluate import _cat
-
     roll = rolls[0] if len(rolls) == 1 else _cat(rolls)
     out = metrics(env, roll)
     lb = float(torch.cat(bounds).mean())

@@ -4,12 +4,6 @@ import pytest
 
 from baselines.oracle import OracleConfig, oracle
 from gradmap_agents.evaluate import evaluate, no_control
-from gridedge_env.registry import env_params
-
-
-@pytest.fixture(scope="module")
-def env():
-    return env_params("ieee13-50-v0")
 
 
 def test_oracle_is_feasible_cheaper_than_no_control_and_above_its_bound(env):

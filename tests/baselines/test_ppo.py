@@ -6,13 +6,7 @@ import torch
 
 from baselines.ppo import PPOConfig, SharedPolicy, ValueNorm, _log_prob, collect, init_ppo, train_ppo
 from gradmap_agents.dual import penalty
-from gridedge_env.registry import env_params
 from gridedge_env.rollout import rollout
-
-
-@pytest.fixture(scope="module")
-def env():
-    return env_params("ieee13-50-v0")
 
 
 def test_log_prob_is_the_gaussian_density():

@@ -10,11 +10,6 @@ from gridedge_env.devices import battery
 from gridedge_env.registry import env_params
 
 
-@pytest.fixture(scope="module")
-def env():
-    return env_params("ieee13-50-v0")
-
-
 def test_rule_runs_the_test_days_pays_less_than_no_control_and_ends_above_initial_soc(env):
     days = env.scenario.split.test[:16]
     rule, roll = evaluate(env, rule_based(env), days)
