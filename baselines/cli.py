@@ -11,8 +11,8 @@ from pathlib import Path
 def compare_main(argv=None) -> int:
     """``gradmap-compare --config FILE --methods gradmap,gradma,mappo,ippo,rule,no-control,oracle
     [--seeds 3] [--budget-minutes M] [--out DIR] [--logger wandb|csv|none] [--set key=value]
-    [--set-method METHOD:KEY=VALUE] [--json]``: every method on the same data, seeds and
-    budget; a table and plots in DIR."""
+    [--set-method METHOD:KEY=VALUE] [--opendss] [--ray ADDRESS [--ray-cpus K]] [--json]``:
+    every method on the same data, seeds and budget; a table and plots in DIR."""
     from .compare import METHODS, Plan, run_compare
 
     ap = argparse.ArgumentParser(prog="gradmap-compare", description=compare_main.__doc__)
@@ -30,6 +30,13 @@ def compare_main(argv=None) -> int:
                     help="optimisation steps of the oracle (default: baselines.oracle)")
     ap.add_argument("--set-method", action="append", default=[], metavar="METHOD:KEY=VALUE",
                     help="override for one method (ippo:iterations=300, gradma:iterations=600)")
+    ap.add_argument("--opendss", action="store_true",
+                    help="re-simulate every run's policy on the test days with OpenDSS solving "
+                         "every power flow (also runs finished before)")
+    ap.add_argument("--ray", default=None, metavar="ADDRESS",
+                    help="run every (method, seed) as a task on this Ray cluster ('auto': "
+                         "RAY_ADDRESS or the local `ray start`); needs gridedge[ray]")
+    ap.add_argument("--ray-cpus", type=int, default=1, help="CPUs and torch threads per Ray task")
     ap.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = ap.parse_args(argv)
     from gridedge_env.config import ConfigError
@@ -38,7 +45,8 @@ def compare_main(argv=None) -> int:
     try:
         plan = Plan(args.config, tuple(args.set), tuple(m.strip() for m in args.methods.split(",")),
                     args.seeds, args.budget_minutes, Path(args.out or f"runs/compare-{stem}"),
-                    args.logger, args.oracle_iterations, tuple(args.set_method))
+                    args.logger, args.oracle_iterations, tuple(args.set_method), args.opendss,
+                    args.ray, args.ray_cpus)
         table = run_compare(plan, progress=lambda msg: print(f"gradmap-compare: {msg}", flush=True))
     except (ValueError, ConfigError) as exc:
         raise SystemExit(f"gradmap-compare: {exc}") from None

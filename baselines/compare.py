@@ -30,6 +30,10 @@ FIXED = ("rule", "no-control", "oracle")
 METHODS = LEARNED + FIXED
 COLUMNS = ("cost", "violation_magnitude", "violation_frequency", "line_overload_frequency",
            "v_min_pu", "v_max_pu")
+OPENDSS_COLUMNS = tuple(f"opendss_{c}" for c in (
+    "cost", "violation_magnitude", "violation_frequency", "max_v_diff_pu"))
+"""The same test metrics with OpenDSS solving every power flow, and the largest voltage
+difference to our solver (``--opendss``)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class Plan:
     method_sets: tuple[str, ...] = ()
     """``METHOD:KEY=VALUE`` overrides of one method: a ``PPOConfig`` field for ``mappo`` and
     ``ippo`` (``ippo:iterations=300``), a training config key for ``gradmap``/``gradma``."""
+    opendss: bool = False
+    """Re-simulate every run's policy on the test days with OpenDSS (:mod:`.resim`)."""
+    ray: str | None = None
+    """Address of a Ray cluster to run every (method, seed) on as a task (:mod:`.compare_ray`);
+    ``None``: one after another in this process."""
+    ray_cpus: int = 1
+    """CPUs (and torch threads) of each Ray task."""
 
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS]
@@ -58,6 +69,8 @@ class Plan:
             raise ValueError(f"methods listed twice: {list(self.methods)}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.ray_cpus < 1:
+            raise ValueError(f"ray_cpus must be >= 1, got {self.ray_cpus}")
         if self.budget_minutes is not None and not self.budget_minutes > 0:
             raise ValueError(f"budget_minutes must be > 0, got {self.budget_minutes}")
         for ms in self.method_sets:
@@ -72,37 +85,83 @@ class Plan:
     def runs(self) -> list[tuple[str, int]]:
         return [(m, s) for m in self.methods for s in (range(self.seeds) if m in LEARNED else [0])]
 
+    def run_dir(self, method: str, seed: int) -> Path:
+        return self.out / "runs" / f"{method}-s{seed}"
+
+    def result_path(self, method: str, seed: int) -> Path:
+        """A run is done when this file exists."""
+        return self.run_dir(method, seed) / "result.json"
+
 
 def run_compare(plan: Plan, progress=print) -> dict:
     """Run (or finish) every (method, seed) of ``plan`` and write the comparison outputs."""
     from gradmap_agents.cli import _env
-    from gradmap_agents.config import load_config, merge, parse_set
+    from gradmap_agents.config import load_config, parse_set
     from gradmap_agents.evaluate import evaluate, no_control
 
-    base = load_config(plan.config, parse_set(list(plan.sets)))
+    env = _env(load_config(plan.config, parse_set(list(plan.sets))))
     plan.out.mkdir(parents=True, exist_ok=True)
-    env = _env(base)
     nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
-    group = f"compare-{plan.out.resolve().name}"
-    results = []
+    todo = []
     for method, seed in plan.runs():
-        run_dir = plan.out / "runs" / f"{method}-s{seed}"
-        done = run_dir / "result.json"
-        if done.exists():
+        if (done := plan.result_path(method, seed)).exists():
             progress(f"{method} seed {seed}: done before, kept ({done})")
         else:
+            todo.append((method, seed))
+    if plan.ray is not None and todo:
+        from .compare_ray import run_on_ray
+
+        for (method, seed), result in run_on_ray(plan, todo, progress):
+            _write_json(plan.result_path(method, seed), result)
+    else:
+        for method, seed in todo:
             progress(f"{method} seed {seed}: running")
-            cfg = load_config(plan.config, merge(parse_set(list(plan.sets)), {
-                "seed": seed, "logging": {"group": group},
-                **({"algo": {"method": method}} if method in GRADIENT else {})}))
-            runner = (_learned if method in GRADIENT else _ppo if method in PPO else
-                      _sb3 if method == "sb3-ippo" else _fixed)
-            result = runner(plan, method, seed, cfg, env, run_dir)
-            _write_json(done, result)
-        results.append(json.loads(done.read_text()))
+            _write_json(plan.result_path(method, seed), run_one(plan, method, seed, env, progress))
+    results = [json.loads(plan.result_path(m, s).read_text()) for m, s in plan.runs()]
+    if plan.opendss:  # runs finished before --opendss was asked for
+        for r in results:
+            if "opendss" not in r and _add_opendss(plan, r, env, progress):
+                _write_json(plan.result_path(r["method"], r["seed"]), r)
     table = _table(results, nc_val)
     _write_outputs(plan.out, table, results, nc_val)
     return table
+
+
+def run_one(plan: Plan, method: str, seed: int, env, progress=print) -> dict:
+    """Train (or resume) and evaluate one (method, seed) in its run directory on ``env``;
+    with ``plan.opendss`` also its OpenDSS re-simulation. Returns its ``result.json``."""
+    from gradmap_agents.config import load_config, merge, parse_set
+
+    group = f"compare-{plan.out.resolve().name}"
+    cfg = load_config(plan.config, merge(parse_set(list(plan.sets)), {
+        "seed": seed, "logging": {"group": group},
+        **({"algo": {"method": method}} if method in GRADIENT else {})}))
+    runner = (_learned if method in GRADIENT else _ppo if method in PPO else
+              _sb3 if method == "sb3-ippo" else _fixed)
+    result = runner(plan, method, seed, cfg, env, plan.run_dir(method, seed))
+    if plan.opendss:
+        _add_opendss(plan, result, env, progress)
+    return result
+
+
+def _add_opendss(plan: Plan, result: dict, env, progress) -> bool:
+    """Re-simulate a finished run's policy with OpenDSS into ``result["opendss"]``; ``False``
+    (and a message) where there is nothing to re-simulate."""
+    from .resim import RESIMULATED, MissingPolicy, resimulate
+
+    method, seed = result["method"], result["seed"]
+    if "failed" in result or method not in RESIMULATED:
+        return False
+    try:
+        result["opendss"] = resimulate(method, result, plan.run_dir(method, seed), env)
+    except MissingPolicy as exc:
+        progress(f"{method} seed {seed}: not re-simulated with OpenDSS: {exc}")
+        return False
+    o = result["opendss"]
+    progress(f"{method} seed {seed}: OpenDSS re-simulation in {o['seconds']:.0f} s, test cost "
+             f"{o['cost']:,.0f}, violation {o['violation_magnitude']:.4g}, largest voltage "
+             f"difference {o['max_v_diff_pu']:.2g} p.u.")
+    return True
 
 
 def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
@@ -151,12 +210,14 @@ def _config(plan: Plan, method: str, config_class, **fixed):
 
 def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     """Stable-Baselines3 PPO with parameter sharing (the PettingZoo route) within the budget;
-    the SB3 model in ``model.zip``. A killed run restarts from scratch."""
+    the SB3 model in ``model.zip``, its observation statistics in ``vecnormalize.json``. A
+    killed run restarts from scratch."""
     import dataclasses
 
     from gradmap_agents.evaluate import evaluate
     from gradmap_agents.loggers import RunLogger
 
+    from .resim import save_obs_norm
     from .sb3_ippo import SB3Config, train_sb3
 
     scfg = _config(plan, method, SB3Config, seed=seed)
@@ -167,6 +228,7 @@ def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
         env, cfg.env, scfg, progress_fn=log.log,
         should_stop=lambda t: budget is not None and t > budget)
     policy.model.save(run_dir / "model.zip")
+    save_obs_norm(policy.vecnorm, run_dir / "vecnormalize.json")
     m, _ = evaluate(env, policy, env.scenario.split.test)
     log.summary({f"test/{k}": v for k, v in m.items()})
     log.close()
@@ -255,13 +317,15 @@ def _table(results: list[dict], nc_val: dict) -> dict:
             row.update({c: r["test"][c] for c in COLUMNS}, train_seconds=r["train_seconds"],
                        env_gradients=r["env_gradients"], time_to_target_s=t,
                        env_gradients_to_target=g,
-                       optimality_gap=r["test"].get("optimality_gap"))
+                       optimality_gap=r["test"].get("optimality_gap"),
+                       **{c: r.get("opendss", {}).get(c.removeprefix("opendss_"))
+                          for c in OPENDSS_COLUMNS})
         rows.append(row)
     methods = {}
     for m in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == m and not r["failed"]]
         agg = {"runs": len(mine), "learned": m in LEARNED}
-        for c in (*COLUMNS, "train_seconds", "time_to_target_s"):
+        for c in (*COLUMNS, "train_seconds", "time_to_target_s", *OPENDSS_COLUMNS):
             vals = [r[c] for r in mine if r.get(c) is not None]
             agg[c] = statistics.mean(vals) if vals and len(vals) == len(mine) else None
             agg[f"{c}_range"] = (min(vals), max(vals)) if vals else None
@@ -283,7 +347,7 @@ def _write_outputs(out: Path, table: dict, results: list[dict], nc_val: dict) ->
     from .compare_plots import cost_vs_violation, learning_curves
 
     fields = ["method", "seed", "failed", *COLUMNS, "train_seconds", "env_gradients",
-              "time_to_target_s", "env_gradients_to_target", "optimality_gap"]
+              "time_to_target_s", "env_gradients_to_target", "optimality_gap", *OPENDSS_COLUMNS]
 
     def write_csv(tmp):
         with open(tmp, "w", newline="") as fh:
@@ -323,4 +387,18 @@ def markdown(table: dict) -> str:
             f"({'none' if best is None else format(best, ',.0f')}). Seconds: training wall time "
             "of a learning method (validation excluded), optimisation time of the oracle, "
             "evaluation time of rule and no control.\n")
-    return head + "\n".join(lines) + "\n" + foot
+    return head + "\n".join(lines) + "\n" + foot + _opendss_markdown(table, cell)
+
+
+def _opendss_markdown(table: dict, cell) -> str:
+    """The re-simulation table, for the methods that have one."""
+    rows = [(m, a) for m, a in table["methods"].items() if a["opendss_cost"] is not None]
+    if not rows:
+        return ""
+    head = ("\nRe-simulated with OpenDSS solving every power flow (test days):\n\n"
+            "| method | test cost GBP/day | violation magnitude | violation frequency | "
+            "largest voltage difference to ours, p.u. |\n| --- | --- | --- | --- | --- |\n")
+    return head + "\n".join(
+        f"| {m} | {cell(a, 'opendss_cost', ',.0f')} | {cell(a, 'opendss_violation_magnitude', '.4g')} "
+        f"| {cell(a, 'opendss_violation_frequency', '.3g')} | "
+        f"{cell(a, 'opendss_max_v_diff_pu', '.2g')} |" for m, a in rows) + "\n"

@@ -58,6 +58,30 @@ class SB3Policy:
         a, _ = self.model.predict(x.astype(np.float32), deterministic=True)
         return torch.as_tensor(a, dtype=obs.dtype, device=obs.device).reshape(obs.shape[:-1])
 
+    @classmethod
+    def load(cls, model_zip, obs_norm_json) -> SB3Policy:
+        """A saved run's policy: SB3's ``model.zip`` and the observation statistics written by
+        :func:`baselines.resim.save_obs_norm`."""
+        import json
+        from pathlib import Path
+
+        from stable_baselines3 import PPO
+
+        return cls(PPO.load(model_zip, device="cpu"),
+                   ObsNorm(**json.loads(Path(obs_norm_json).read_text())))
+
+
+class ObsNorm:
+    """``VecNormalize.normalize_obs`` from saved statistics (per feature ``mean``, ``var``)."""
+
+    def __init__(self, mean, var, clip_obs: float, epsilon: float):
+        self.mean, self.var = np.asarray(mean), np.asarray(var)
+        self.clip_obs, self.epsilon = clip_obs, epsilon
+
+    def normalize_obs(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs,
+                       self.clip_obs)
+
 
 def train_sb3(env, env_id: str, cfg: SB3Config, *, progress_fn: Callable[[dict], None] | None = None,
               should_stop: Callable[[float], bool] | None = None):

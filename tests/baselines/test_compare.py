@@ -15,7 +15,8 @@ ARGS = ["--config", "configs/ieee13-50.yaml", "--seeds", "1", "--logger", "none"
         "--set", "iterations=4", "--set", "eval_every=2", "--set", "checkpoint_every=2",
         "--oracle-iterations", "5", "--methods", "gradmap,gradma,ippo,mappo,rule,no-control,oracle",
         "--set-method", "ippo:iterations=2", "--set-method", "mappo:iterations=2",
-        "--set-method", "ippo:days_per_rollout=4", "--set-method", "mappo:eval_every=1"]
+        "--set-method", "ippo:days_per_rollout=4", "--set-method", "mappo:eval_every=1",
+        "--opendss"]
 
 
 def test_compare_writes_table_and_plots_and_resumes_without_redoing_runs(tmp_path, capsys):
@@ -39,6 +40,17 @@ def test_compare_writes_table_and_plots_and_resumes_without_redoing_runs(tmp_pat
     assert rows[6]["optimality_gap"] != ""  # the oracle reports its gap
     md = (out / "comparison.md").read_text()
     assert "| oracle | 1 |" in md and "Target:" in md
+    # every policy re-simulated with OpenDSS (the oracle's action sequences are not policies):
+    # the same cost (no policy observes voltages here), voltages within the solvers' agreement
+    for r in rows:
+        if r["method"] == "oracle":
+            assert r["opendss_cost"] == ""
+            continue
+        assert float(r["opendss_cost"]) == pytest.approx(float(r["cost"]), rel=1e-12), r["method"]
+        assert float(r["opendss_max_v_diff_pu"]) < 1e-7
+        assert float(r["opendss_violation_magnitude"]) == pytest.approx(
+            float(r["violation_magnitude"]), abs=1e-4)
+    assert "Re-simulated with OpenDSS" in md and "| mappo |" in md.split("Re-simulated")[1]
 
     # a restart after losing one run's result and the table: only that run is redone (from its
     # checkpoint, which is at the end: no new training), the others are kept untouched

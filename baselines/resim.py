@@ -1,0 +1,95 @@
+"""Policies of a comparison's finished runs, rebuilt from their files, and their OpenDSS
+re-simulation (``gradmap-compare --opendss``).
+
+Every run directory keeps what its policy needs: ``checkpoint.safetensors`` (GradMAP,
+GradMA), ``actor.safetensors`` and the ``ppo_config`` in ``result.json`` (MAPPO, IPPO),
+``model.zip`` and ``vecnormalize.json`` (SB3). Rule and no control are rebuilt from the
+environment. The re-simulation steps the test days with OpenDSS solving every power flow
+(:func:`gradmap_agents.cli.opendss_check`, the check of ``gradmap-eval --opendss``), so a
+comparison's numbers do not rest on our solver alone. The oracle is not re-simulated: its
+result is an optimised action sequence per day, not a policy of observations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESIMULATED = ("gradmap", "gradma", "mappo", "ippo", "sb3-ippo", "rule", "no-control")
+
+
+class MissingPolicy(RuntimeError):
+    """A run directory lacks the file its policy is rebuilt from."""
+
+
+def policy_of(method: str, result: dict, run_dir: Path, env):
+    """The rollout policy of a finished run of ``method`` (``result``: its ``result.json``)."""
+    if method in ("gradmap", "gradma"):
+        from gradmap_agents import checkpoint, cli
+
+        ckpt = _need(run_dir / cli.CHECKPOINT)
+        return checkpoint.load(ckpt, env, checkpoint.config_of(ckpt)).policy
+    if method in ("mappo", "ippo"):
+        return _ppo_actor(result, _need(run_dir / "actor.safetensors"), env)
+    if method == "sb3-ippo":
+        from .sb3_ippo import SB3Policy
+
+        return SB3Policy.load(_need(run_dir / "model.zip"), _need(run_dir / "vecnormalize.json"))
+    if method == "rule":
+        from .rule import rule_based
+
+        return rule_based(env)
+    if method == "no-control":
+        from gradmap_agents.evaluate import no_control
+
+        return no_control(env)
+    raise ValueError(f"{method}: no policy to re-simulate (re-simulated: {', '.join(RESIMULATED)})")
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        raise MissingPolicy(f"{path} is missing: rerun this (method, seed) to re-simulate it")
+    return path
+
+
+def _ppo_actor(result: dict, weights: Path, env):
+    from safetensors.torch import load_file
+
+    from gradmap_agents.policy import StackedPolicy, kind_groups
+    from gridedge_env.config import from_dict
+
+    from .ppo import PPOConfig, SharedPolicy
+
+    cfg = from_dict(PPOConfig, result["ppo_config"], f"{weights.parent}/result.json ppo_config")
+    n, f = env.n_agents, env.obs_dim
+    actor = (SharedPolicy(n, f, cfg.hidden, seed=cfg.seed) if cfg.shared_actor else
+             StackedPolicy(n, f, kind_groups(env.kind_slices, tuple(cfg.hidden)), seed=cfg.seed))
+    actor.load_state_dict(load_file(weights), strict=True)
+    return actor
+
+
+def resimulate(method: str, result: dict, run_dir: Path, env) -> dict:
+    """OpenDSS metrics of a finished run's policy on the test days (keys without a prefix,
+    plus ``max_v_diff_pu``, ``max_action_diff`` and ``seconds``)."""
+    from gradmap_agents.cli import opendss_check
+
+    policy = policy_of(method, result, run_dir, env)
+    t0 = time.perf_counter()
+    out = opendss_check(env, policy, env.scenario.split.test)
+    out = {k.removeprefix("opendss/"): v for k, v in out.items()}
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def save_obs_norm(vecnorm, path: Path) -> None:
+    """``VecNormalize``'s observation statistics as JSON (what :class:`SB3Policy` needs to act;
+    SB3's own ``save`` pickles, and loading a pickle executes code)."""
+    from gradmap_agents.checkpoint import atomic_write
+
+    stats = {"mean": np.asarray(vecnorm.obs_rms.mean).tolist(),
+             "var": np.asarray(vecnorm.obs_rms.var).tolist(),
+             "clip_obs": float(vecnorm.clip_obs), "epsilon": float(vecnorm.epsilon)}
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(stats)))
