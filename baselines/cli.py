@@ -52,10 +52,44 @@ def compare_main(argv=None) -> int:
         raise SystemExit(f"gradmap-compare: {exc}") from None
     print((plan.out / "comparison.md").read_text())
     print(f"table: {plan.out / 'comparison.csv'}, {plan.out / 'comparison.md'}")
-    if args.json:
-        print(json.dumps(table))
+    return _print_json(table, args.json)
+
+
+def scaling_main(argv=None) -> int:
+    """``gradmap-scaling DIR [DIR ...] --out PNG [--json]``: the scaling figure (and JSON)
+    from finished comparisons of one feeder at different agent counts
+    (:mod:`baselines.scaling`)."""
+    from .scaling import scaling_plot, scaling_table
+
+    ap = argparse.ArgumentParser(prog="gradmap-scaling", description=scaling_main.__doc__)
+    ap.add_argument("dirs", nargs="+", type=Path, help="gradmap-compare output directories")
+    ap.add_argument("--out", required=True, type=Path, help="figure to write (PNG)")
+    ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    args = ap.parse_args(argv)
+    try:
+        table = scaling_table(args.dirs)
+    except ValueError as exc:
+        raise SystemExit(f"gradmap-scaling: {exc}") from None
+    scaling_plot(table, args.out)
+    for p in table["points"]:
+        for m, a in p["methods"].items():
+            t = a["time_to_target_s"]
+            print(f"{p['n_agents']:6d} agents  {m:10}  time to target "
+                  f"{'-' if t is None else f'{t:.0f} s':>7}  test cost {a['cost']:,.0f}  "
+                  f"violation {a['violation_magnitude']:.4g}")
+    print(f"figure: {args.out}")
+    return _print_json(table, args.json)
+
+
+def _print_json(obj, wanted: bool) -> int:
+    if wanted:
+        print(json.dumps(obj))
     return 0
 
 
-def compare() -> None:  # console-script shim
+def compare() -> None:  # console-script shims
     sys.exit(compare_main())
+
+
+def scaling() -> None:
+    sys.exit(scaling_main())

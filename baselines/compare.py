@@ -5,7 +5,10 @@ when its ``result.json`` exists, and the comparison's outputs: ``comparison.csv`
 run), ``comparison.md`` (a row per method, mean and range over seeds), ``comparison.json`` and
 the plots ``cost_vs_violation.png``, ``learning_curves_wall.png`` and
 ``learning_curves_gradients.png``. Killed and restarted with the same arguments, it skips the
-finished runs and resumes a learning run from its last checkpoint (``gradmap-train --resume``).
+finished runs and resumes a GradMAP/GradMA run from its last checkpoint (``gradmap-train
+--resume``) and a MAPPO/IPPO run from its last validation (:mod:`.ppo_checkpoint`).
+``opendss``: every run's policy is also re-simulated with OpenDSS (:mod:`.resim`); ``ray``:
+every (method, seed) runs as a task on a Ray cluster (:mod:`.compare_ray`).
 
 Methods: ``gradmap`` and ``gradma`` train through ``gradmap-train`` (the same configuration, with
 ``algo.method`` and ``seed`` set, and ``--max-minutes`` from the budget); ``rule``,
@@ -122,7 +125,8 @@ def run_compare(plan: Plan, progress=print) -> dict:
         for r in results:
             if "opendss" not in r and _add_opendss(plan, r, env, progress):
                 _write_json(plan.result_path(r["method"], r["seed"]), r)
-    table = _table(results, nc_val)
+    table = {"env": env.scenario.config.name, "n_agents": env.n_agents,
+             "budget_minutes": plan.budget_minutes, **_table(results, nc_val)}
     _write_outputs(plan.out, table, results, nc_val)
     return table
 
@@ -239,8 +243,9 @@ def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
 
 
 def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
-    """MAPPO or IPPO within the budget; the deterministic actors' weights in
-    ``actor.safetensors`` and their test metrics. A killed PPO run restarts from scratch."""
+    """MAPPO or IPPO within the budget, checkpointed at every validation
+    (``ppo_checkpoint.safetensors``) and resumed from it with what is left of the budget; the
+    deterministic actors' weights in ``actor.safetensors`` and their test metrics."""
     import dataclasses
 
     from safetensors.torch import save_file
@@ -250,14 +255,24 @@ def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     from gradmap_agents.loggers import RunLogger
 
     from .ppo import PPOConfig, init_ppo, train_ppo
+    from .ppo_checkpoint import load_ppo, save_ppo
 
     pcfg = _config(plan, method, PPOConfig, variant=method, seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
+    ckpt = run_dir / "ppo_checkpoint.safetensors"
+    s = load_ppo(ckpt, env, pcfg) if ckpt.exists() else init_ppo(env, pcfg)
+    # CSV rows past the checkpoint (a killed run logged them) go; a fresh run starts clean
+    log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}", resume_from=s.iteration)
     budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
-    s = init_ppo(env, pcfg)
-    train_ppo(env, pcfg, state=s, progress_fn=log.log,
+
+    def progress(rec):
+        log.log(rec)
+        if "val/cost" in rec:
+            save_ppo(ckpt, s, pcfg)
+
+    train_ppo(env, pcfg, state=s, progress_fn=progress,
               should_stop=lambda: budget is not None and s.train_seconds > budget)
+    save_ppo(ckpt, s, pcfg)
     weights = {k: v.detach().contiguous() for k, v in s.actor.state_dict().items()}
     atomic_write(run_dir / "actor.safetensors", lambda tmp: save_file(weights, tmp))
     m, _ = evaluate(env, s.actor, env.scenario.split.test)

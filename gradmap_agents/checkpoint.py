@@ -43,13 +43,29 @@ def atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optim") -> dict:
+    """An optimiser's per-parameter state as flat tensors ``{prefix}.{i}.{name}`` (its
+    ``param_groups`` go to the metadata)."""
+    return {f"{prefix}.{i}.{k}": torch.as_tensor(v).detach().contiguous()
+            for i, st in optimizer.state_dict()["state"].items() for k, v in st.items()}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, groups: list, device,
+                   prefix: str = "optim") -> None:
+    """Restore what :func:`optimizer_tensors` flattened (``step`` counters stay on the CPU)."""
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith(f"{prefix}."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v.to(device) if name != "step" else v
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
 def save(path: Path, s: TrainState, cfg: TrainConfig) -> None:
     """Write the state to ``path`` atomically."""
     tensors = {f"policy.{k}": v.detach().contiguous() for k, v in s.policy.state_dict().items()}
     opt = s.optimizer.state_dict()
-    for i, st in opt["state"].items():
-        for k, v in st.items():
-            tensors[f"optim.{i}.{k}"] = torch.as_tensor(v).detach().contiguous()
+    tensors.update(optimizer_tensors(s.optimizer))
     for k, v in s.duals._asdict().items():
         tensors[f"duals.{k}"] = v.detach().contiguous()
     tensors["rng.day"] = s.day_generator.get_state()
@@ -105,12 +121,7 @@ def load(path: Path, env, cfg: TrainConfig) -> TrainState:
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: policy does not fit this environment ({exc})") from None
     optimizer = make_optimizer(policy, cfg)
-    state: dict = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, i, name = k.split(".", 2)
-            state.setdefault(int(i), {})[name] = v.to(dev) if name != "step" else v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+    load_optimizer(optimizer, tensors, meta["optim_groups"], dev)
     duals = Duals(**{k: tensors[f"duals.{k}"].to(dev) for k in Duals._fields})
     day_gen, mb_gen = torch.Generator(), torch.Generator()
     day_gen.set_state(tensors["rng.day"])

@@ -50,23 +50,28 @@ def test_compare_writes_table_and_plots_and_resumes_without_redoing_runs(tmp_pat
         assert float(r["opendss_max_v_diff_pu"]) < 1e-7
         assert float(r["opendss_violation_magnitude"]) == pytest.approx(
             float(r["violation_magnitude"]), abs=1e-4)
+    assert table["n_agents"] == 50 and table["budget_minutes"] is None  # for gradmap-scaling
     assert "Re-simulated with OpenDSS" in md and "| mappo |" in md.split("Re-simulated")[1]
 
-    # a restart after losing one run's result and the table: only that run is redone (from its
-    # checkpoint, which is at the end: no new training), the others are kept untouched
+    # a restart after losing two runs' results and the table: only those runs are redone (from
+    # their checkpoints, which are at the end: no new training), the others are kept untouched
     kept = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
-    gone = out / "runs" / "gradmap-s0" / "result.json"
-    before = json.loads(gone.read_text())
-    gone.unlink()
+    gone = [out / "runs" / f"{m}-s0" / "result.json" for m in ("gradmap", "ippo")]
+    before = [json.loads(g.read_text()) for g in gone]
+    for g in gone:
+        g.unlink()
     (out / "comparison.csv").unlink()
     assert compare_main([*ARGS, "--out", str(out)]) == 0
     log = capsys.readouterr().out
-    assert log.count("done before, kept") == 6 and "gradmap seed 0: running" in log
+    assert log.count("done before, kept") == 5
+    assert "gradmap seed 0: running" in log and "ippo seed 0: running" in log
     for p, t in kept.items():
-        if p != gone:
+        if p not in gone:
             assert p.stat().st_mtime_ns == t, p
-    after = json.loads(gone.read_text())
-    assert after["test"] == before["test"] and after["env_gradients"] == 4
+    for g, b in zip(gone, before, strict=True):
+        after = json.loads(g.read_text())
+        assert after["test"] == b["test"] and after["iterations"] == b["iterations"]
+        assert after["train_seconds"] == b["train_seconds"]  # resumed, not retrained
     assert list(csv.DictReader(open(out / "comparison.csv"))) == rows
 
 
@@ -79,5 +84,7 @@ def test_bad_plans_are_named(tmp_path):
         Plan(None, (), ("rule",), 1, 0.0, tmp_path)
     with pytest.raises(SystemExit, match="unknown method"):
         compare_main(["--methods", "ippo3", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="ray_cpus"):
+        Plan(None, (), ("rule",), 1, None, tmp_path, ray_cpus=0)
     with pytest.raises(ValueError, match="METHOD:KEY=VALUE"):
         Plan(None, (), ("ippo",), 1, None, tmp_path, method_sets=("rule:x=1",))

@@ -32,10 +32,11 @@ def ray_address():
         port = s.getsockname()[1]
     temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 108 chars
     ray = str(Path(sys.executable).with_name("ray"))
-    subprocess.run([ray, "start", "--head", "--num-cpus=2", f"--port={port}",
-                    "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                    "--disable-usage-stats", f"--temp-dir={temp}"], check=True,
-                   capture_output=True, timeout=120)
+    started = subprocess.run([ray, "start", "--head", "--num-cpus=2", f"--port={port}",
+                              "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+                              "--disable-usage-stats", "--object-store-memory=200000000",
+                              f"--temp-dir={temp}"], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, f"ray start failed:\n{started.stdout}\n{started.stderr}"
     yield f"127.0.0.1:{port}"
     subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
     shutil.rmtree(temp, ignore_errors=True)

@@ -1,0 +1,86 @@
+"""How the methods scale with the number of agents, from several finished
+comparisons of one feeder at different agent counts (``docs/results.md``, scaling).
+
+Reads each comparison directory's ``comparison.json`` and writes one figure with three panels
+against the number of agents (log scale): training wall time to the target (methods that did
+not reach it within the budget drawn as open markers at the budget), test cost, and test
+violation magnitude; and the same numbers as JSON (one entry per agent count and method).
+The command is ``gradmap-scaling`` (:func:`baselines.cli.scaling_main`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+KEYS = ("time_to_target_s", "train_seconds", "cost", "violation_magnitude",
+        "violation_frequency", "opendss_cost", "opendss_violation_magnitude")
+
+
+def scaling_table(dirs: list[Path]) -> dict:
+    """``{"points": [{"n_agents", "env", "budget_minutes", "methods": {m: {KEYS}}}]}`` sorted
+    by agent count, from each directory's ``comparison.json``."""
+    points = []
+    for d in dirs:
+        path = Path(d) / "comparison.json"
+        if not path.is_file():
+            raise ValueError(f"{path}: not found (run gradmap-compare --out {d} first)")
+        t = json.loads(path.read_text())
+        if "n_agents" not in t:
+            raise ValueError(f"{path}: written before comparisons recorded their agent count; "
+                             f"rerun the same gradmap-compare command to refresh the table")
+        points.append({"n_agents": t["n_agents"], "env": t["env"], "dir": str(d),
+                       "budget_minutes": t["budget_minutes"],
+                       "methods": {m: {k: a.get(k) for k in KEYS} | {"learned": a["learned"]}
+                                   for m, a in t["methods"].items()}})
+    counts = [p["n_agents"] for p in points]
+    if len(set(counts)) != len(counts):
+        raise ValueError(f"two comparisons with the same agent count: {counts}")
+    return {"points": sorted(points, key=lambda p: p["n_agents"])}
+
+
+def _learned(points: list, method: str) -> bool:
+    return any(p["methods"].get(method, {}).get("learned") for p in points)
+
+
+def scaling_plot(table: dict, path: Path) -> None:
+    """The three panels of the module docstring."""
+    pts = table["points"]
+    methods = list(dict.fromkeys(m for p in pts for m in p["methods"]))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for i, m in enumerate(methods):
+        mine = [(p["n_agents"], p["methods"][m], p["budget_minutes"]) for p in pts
+                if m in p["methods"]]
+        x = [n for n, _, _ in mine]
+        style = dict(color=f"C{i}", marker="o", label=m)
+        if mine[0][1]["learned"]:
+            hit = [(n, a["time_to_target_s"]) for n, a, _ in mine if a["time_to_target_s"]]
+            # open markers at the budget, nudged apart so that several methods stay visible
+            nudge = 1 + 0.04 * (sum(1 for mm in methods[:i] if _learned(pts, mm)) - 1)
+            miss = [(n * nudge, 60 * b) for n, a, b in mine
+                    if a["time_to_target_s"] is None and b]
+            if hit:
+                axes[0].plot([n for n, _ in hit], [t for _, t in hit], **style)
+            if miss:
+                axes[0].scatter([n for n, _ in miss], [t for _, t in miss], facecolors="none",
+                                edgecolors=f"C{i}", s=60, label=f"{m}: not reached (at budget)")
+        axes[1].plot(x, [a["cost"] for _, a, _ in mine], **style)
+        axes[2].plot(x, [max(a["violation_magnitude"], 1e-6) for _, a, _ in mine], **style)
+    axes[0].set(ylabel="training wall time to target (s)", title="time to target")
+    axes[1].set(ylabel="test cost (GBP/day)", title="test cost")
+    axes[2].set(ylabel="test violation magnitude / day (log; 1e-6 = none)", yscale="log",
+                title="test violations")
+    fig.suptitle(f"{pts[0]['env']} scenario, agent count varied", fontsize=10)
+    for ax in axes:
+        ax.set(xscale="log", xlabel="agents")
+        ax.set_xticks([p["n_agents"] for p in pts], [str(p["n_agents"]) for p in pts])
+        ax.minorticks_off()
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
