@@ -4,7 +4,16 @@ normalisation, shared actors, and short training runs that are finite and reprod
 import pytest
 import torch
 
-from baselines.ppo import PPOConfig, SharedPolicy, ValueNorm, _log_prob, collect, init_ppo, train_ppo
+from baselines.ppo import (
+    PPOConfig,
+    SharedPolicy,
+    ValueNorm,
+    _log_prob,
+    _rollout_env,
+    collect,
+    init_ppo,
+    train_ppo,
+)
 from gradmap_agents.dual import penalty
 from gridedge_env.rollout import rollout
 
@@ -76,3 +85,37 @@ def test_bad_config_is_named():
         PPOConfig(constraint="hard")
     with pytest.raises(ValueError, match="epochs"):
         PPOConfig(epochs=0)
+
+
+@pytest.mark.parametrize("variant", ["ippo", "mappo"])
+def test_float32_environment_collects_and_updates_in_float32(variant):
+    """The fused compiled step (and a plain float32 environment) take float32 actions: the
+    rollout keeps the environment's dtype throughout."""
+    from gridedge_env.registry import env_params
+
+    env32 = env_params("ieee13-50-v0", dtype=torch.float32)
+    cfg = PPOConfig(variant=variant, iterations=1, days_per_rollout=2)
+    s = init_ppo(env32, cfg)
+    batch = collect(env32, cfg, s, env32.scenario.split.train[:2])
+    assert {batch[k].dtype for k in ("act", "logp", "rew", "val")} == {torch.float32}
+    s = train_ppo(env32, cfg, state=s)
+    assert s.iteration == 1 and torch.isfinite(torch.tensor(s.history[-1]["val/cost"]))
+
+
+@pytest.mark.slow
+def test_compiled_rollouts_collect_what_eager_rollouts_collect(env):
+    """``rollout="compiled"`` steps a ``compile=True`` copy of the environment (the fused step:
+    power flow unrolled to a fixed iteration count): the same samples to solver tolerance."""
+    batches = []
+    for path in ("eager", "compiled"):
+        cfg = PPOConfig(iterations=1, days_per_rollout=2, rollout=path)
+        s = init_ppo(env, cfg)
+        batches.append(collect(_rollout_env(env, cfg, s), cfg, s, env.scenario.split.train[:2]))
+        assert (s.rollout_env is None) == (path == "eager")
+    assert batches[1]["rew"].dtype == torch.float64
+    for k in ("obs", "act", "logp", "val"):
+        assert torch.equal(batches[0][k], batches[1][k]), k  # no voltage in the observations
+    # rewards carry the constraint terms, from power flows solved to 1e-8 p.u. either way
+    torch.testing.assert_close(batches[1]["rew"], batches[0]["rew"], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="rollout must be one of"):
+        PPOConfig(rollout="jit")
