@@ -1,12 +1,16 @@
 """``gradmap-compare --ray``: every (method, seed) as a task on a local two-CPU Ray instance
 gives the sequential comparison's table (slow)."""
 
+import contextlib
 import csv
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,20 +30,38 @@ TIMED = ("train_seconds", "time_to_target_s")  # wall-clock columns differ run t
 
 @pytest.fixture(scope="module")
 def ray_address():
-    """A fresh local Ray instance with two CPUs, as ``ray start`` makes a cluster's head."""
+    """A fresh local Ray instance with two CPUs, as ``ray start`` makes a cluster's head; it
+    runs in its own process group and is stopped by signalling that group (``ray stop`` would
+    stop every Ray instance of the user on this machine)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 108 chars
-    ray = str(Path(sys.executable).with_name("ray"))
-    started = subprocess.run([ray, "start", "--head", "--num-cpus=2", f"--port={port}",
-                              "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                              "--disable-usage-stats", "--object-store-memory=200000000",
-                              f"--temp-dir={temp}"], capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, f"ray start failed:\n{started.stdout}\n{started.stderr}"
-    yield f"127.0.0.1:{port}"
-    subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
-    shutil.rmtree(temp, ignore_errors=True)
+    log = Path(temp) / "head.log"
+    with open(log, "w") as fh:
+        head = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+             "--num-cpus=2", f"--port={port}", "--node-ip-address=127.0.0.1",
+             "--include-dashboard=false", "--disable-usage-stats",
+             "--object-store-memory=200000000", f"--temp-dir={temp}"],
+            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text():
+            assert head.poll() is None and time.monotonic() < deadline, (
+                f"ray start failed:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # its graceful shutdown waits ~30 s on timeouts
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)  # and every worker left in the group
+        head.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _rows(out: Path) -> list[dict]:
