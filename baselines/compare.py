@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gridedge_env.config import check_fields
+
 GRADIENT = ("gradmap", "gradma")
 PPO = ("mappo", "ippo")
 LEARNED = GRADIENT + PPO + ("sb3-ippo",)
@@ -70,10 +72,7 @@ class Plan:
             raise ValueError(f"unknown method(s) {bad}; available: {', '.join(METHODS)}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods listed twice: {list(self.methods)}")
-        if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        if self.ray_cpus < 1:
-            raise ValueError(f"ray_cpus must be >= 1, got {self.ray_cpus}")
+        check_fields(self, at_least_one=("seeds", "ray_cpus"))
         if self.budget_minutes is not None and not self.budget_minutes > 0:
             raise ValueError(f"budget_minutes must be > 0, got {self.budget_minutes}")
         for ms in self.method_sets:
@@ -88,6 +87,18 @@ class Plan:
     def runs(self) -> list[tuple[str, int]]:
         return [(m, s) for m in self.methods for s in (range(self.seeds) if m in LEARNED else [0])]
 
+    @property
+    def budget_s(self) -> float | None:
+        """Each learning run's training budget in seconds (``None``: its iterations)."""
+        return None if self.budget_minutes is None else 60.0 * self.budget_minutes
+
+    def env(self):
+        """The comparison's environment, from the shared config and ``--set`` values."""
+        from gradmap_agents.cli import _env
+        from gradmap_agents.config import load_config, parse_set
+
+        return _env(load_config(self.config, parse_set(list(self.sets))))
+
     def run_dir(self, method: str, seed: int) -> Path:
         return self.out / "runs" / f"{method}-s{seed}"
 
@@ -98,11 +109,9 @@ class Plan:
 
 def run_compare(plan: Plan, progress=print) -> dict:
     """Run (or finish) every (method, seed) of ``plan`` and write the comparison outputs."""
-    from gradmap_agents.cli import _env
-    from gradmap_agents.config import load_config, parse_set
     from gradmap_agents.evaluate import evaluate, no_control
 
-    env = _env(load_config(plan.config, parse_set(list(plan.sets))))
+    env = plan.env()
     plan.out.mkdir(parents=True, exist_ok=True)
     nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
     todo = []
@@ -178,7 +187,7 @@ def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
             *sum((["--set", s] for s in (*plan.sets, *plan.sets_of(method))), [])]
     if plan.config:
         args = ["--config", plan.config, *args]
-    budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
+    budget = plan.budget_s
     ckpt = run_dir / cli.CHECKPOINT
     if ckpt.exists():
         args.append("--resume")
@@ -227,7 +236,7 @@ def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     scfg = _config(plan, method, SB3Config, seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
-    budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
+    budget = plan.budget_s
     policy, history, seconds, steps = train_sb3(
         env, cfg.env, scfg, progress_fn=log.log,
         should_stop=lambda t: budget is not None and t > budget)
@@ -263,7 +272,7 @@ def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     s = load_ppo(ckpt, env, pcfg) if ckpt.exists() else init_ppo(env, pcfg)
     # CSV rows past the checkpoint (a killed run logged them) go; a fresh run starts clean
     log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}", resume_from=s.iteration)
-    budget = None if plan.budget_minutes is None else 60.0 * plan.budget_minutes
+    budget = plan.budget_s
 
     def progress(rec):
         log.log(rec)

@@ -22,15 +22,12 @@ _ENVS: dict = {}  # per worker process: (config, sets) -> the comparison's envir
 def _task(plan, method: str, seed: int) -> dict:
     import torch
 
-    from gradmap_agents.cli import _env
-    from gradmap_agents.config import load_config, parse_set
-
     from .compare import run_one
 
     torch.set_num_threads(plan.ray_cpus)
     key = (plan.config, plan.sets)
     if key not in _ENVS:
-        _ENVS[key] = _env(load_config(plan.config, parse_set(list(plan.sets))))
+        _ENVS[key] = plan.env()
     return run_one(plan, method, seed, _ENVS[key], progress=lambda msg: None)
 
 

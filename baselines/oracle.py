@@ -32,6 +32,7 @@ import torch
 
 from gradmap_agents.dual import dual_ascent, init_duals, penalty, tightened
 from gradmap_agents.evaluate import _cat, metrics
+from gridedge_env.config import check_fields
 from gridedge_env.rollout import rollout
 
 
@@ -55,12 +56,8 @@ class OracleConfig:
     """Days optimised together (one rollout); the problem separates by day."""
 
     def __post_init__(self):
-        for name in ("iterations", "chunk"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"oracle: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "dual_lr_voltage", "dual_lr_line", "dual_max"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"oracle: {name} must be > 0, got {getattr(self, name)}")
+        check_fields(self, "oracle: ", at_least_one=("iterations", "chunk"),
+                     positive=("lr", "dual_lr_voltage", "dual_lr_line", "dual_max"))
         if self.margin_pu < 0 or self.line_margin < 0:
             raise ValueError("oracle: margins must be >= 0")
 

@@ -39,6 +39,7 @@ import torch
 from gradmap_agents.dual import dual_ascent, init_duals
 from gradmap_agents.evaluate import evaluate, no_control
 from gradmap_agents.policy import StackedMLP, StackedPolicy, kind_groups, observation_stats
+from gridedge_env.config import check_fields
 from gridedge_env.core import global_state, make_params, reset, step
 from gridedge_env.costs import Constraints
 
@@ -93,12 +94,9 @@ class PPOConfig:
         if self.constraint not in ("lagrangian", "penalty"):
             raise ValueError(f"ppo: constraint must be 'lagrangian' or 'penalty', got "
                              f"{self.constraint!r}")
-        for k in ("iterations", "days_per_rollout", "epochs", "minibatches", "eval_every"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"ppo: {k} must be >= 1, got {getattr(self, k)}")
-        for k in ("actor_lr", "critic_lr", "clip", "value_clip", "max_grad_norm"):
-            if not getattr(self, k) > 0:
-                raise ValueError(f"ppo: {k} must be > 0, got {getattr(self, k)}")
+        check_fields(self, "ppo: ", at_least_one=(
+            "iterations", "days_per_rollout", "epochs", "minibatches", "eval_every"),
+            positive=("actor_lr", "critic_lr", "clip", "value_clip", "max_grad_norm"))
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise ValueError("ppo: need 0 < gamma <= 1 and 0 <= gae_lambda <= 1")
 
@@ -192,12 +190,19 @@ class PPOState:
     rollout_env: object = None  # the environment rollouts step (None: the given one)
 
 
+def make_actor(env, cfg: PPOConfig) -> torch.nn.Module:
+    """The deterministic actors, freshly initialised from ``cfg.seed``: stacked independent
+    policies, or one shared network with ``cfg.shared_actor``."""
+    n, f = env.n_agents, env.obs_dim
+    return (SharedPolicy(n, f, cfg.hidden, seed=cfg.seed) if cfg.shared_actor else
+            StackedPolicy(n, f, kind_groups(env.kind_slices, tuple(cfg.hidden)), seed=cfg.seed))
+
+
 def init_ppo(env, cfg: PPOConfig) -> PPOState:
     """Actors, critics, optimisers and duals; normalisation from no-control training days."""
     torch.manual_seed(cfg.seed)
     n, f = env.n_agents, env.obs_dim
-    actor = (SharedPolicy(n, f, cfg.hidden, seed=cfg.seed) if cfg.shared_actor else
-             StackedPolicy(n, f, kind_groups(env.kind_slices, cfg.hidden), seed=cfg.seed))
+    actor = make_actor(env, cfg)
     days = env.scenario.split.train[:64]
     _, roll = evaluate(env, no_control(env), days)
     mean, std = observation_stats(roll.obs)

@@ -58,15 +58,12 @@ def _need(path: Path) -> Path:
 def _ppo_actor(result: dict, weights: Path, env):
     from safetensors.torch import load_file
 
-    from gradmap_agents.policy import StackedPolicy, kind_groups
     from gridedge_env.config import from_dict
 
-    from .ppo import PPOConfig, SharedPolicy
+    from .ppo import PPOConfig, make_actor
 
     cfg = from_dict(PPOConfig, result["ppo_config"], f"{weights.parent}/result.json ppo_config")
-    n, f = env.n_agents, env.obs_dim
-    actor = (SharedPolicy(n, f, cfg.hidden, seed=cfg.seed) if cfg.shared_actor else
-             StackedPolicy(n, f, kind_groups(env.kind_slices, tuple(cfg.hidden)), seed=cfg.seed))
+    actor = make_actor(env, cfg)
     actor.load_state_dict(load_file(weights), strict=True)
     return actor
 

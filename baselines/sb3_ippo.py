@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from gradmap_agents.evaluate import evaluate
+from gridedge_env.config import check_fields
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,8 @@ class SB3Config:
     seed: int = 0
 
     def __post_init__(self):
-        for k in ("days_per_rollout", "iterations", "epochs", "minibatches", "eval_every"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"sb3-ippo: {k} must be >= 1, got {getattr(self, k)}")
+        check_fields(self, "sb3-ippo: ", at_least_one=(
+            "days_per_rollout", "iterations", "epochs", "minibatches", "eval_every"))
 
 
 class SB3Policy:

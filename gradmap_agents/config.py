@@ -13,16 +13,10 @@ from typing import Literal
 
 import yaml
 
-from gridedge_env.config import ConfigError, from_dict, load_yaml, merge
+from gridedge_env.config import ConfigError, check_fields, from_dict, load_yaml, merge
 from gridedge_env.registry import registry
 
 from .dual import GRANULARITIES
-
-
-def _positive(where: str, **values) -> None:
-    for k, v in values.items():
-        if not v > 0:
-            raise ValueError(f"{where}.{k} must be > 0, got {v}")
 
 
 @dataclass(frozen=True)
@@ -48,7 +42,7 @@ class PolicyConfig:
         unknown = set(self.hidden_by_kind) - {"battery", "heatpump", "generator"}
         if unknown:
             raise ValueError(f"policy.hidden_by_kind: unknown kinds {sorted(unknown)}")
-        _positive("policy", out_scale=self.out_scale)
+        check_fields(self, "policy.", positive=("out_scale",))
 
 
 @dataclass(frozen=True)
@@ -84,7 +78,7 @@ class DualConfig:
                   "line_margin"):
             if getattr(self, k) < 0:
                 raise ValueError(f"dual.{k} must be >= 0, got {getattr(self, k)}")
-        _positive("dual", max_gbp=self.max_gbp)
+        check_fields(self, "dual.", positive=("max_gbp",))
 
 
 @dataclass(frozen=True)
@@ -114,10 +108,8 @@ class AlgoConfig:
     def __post_init__(self):
         if self.method not in ("gradmap", "gradma"):
             raise ValueError(f"algo.method must be 'gradmap' or 'gradma', got {self.method!r}")
-        _positive("algo", lr=self.lr, eta=self.eta, eps=self.eps)
-        for k in ("days_per_gradient", "epochs", "minibatches"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"algo.{k} must be >= 1, got {getattr(self, k)}")
+        check_fields(self, "algo.", at_least_one=("days_per_gradient", "epochs", "minibatches"),
+                     positive=("lr", "eta", "eps"))
 
 
 @dataclass(frozen=True)
@@ -160,9 +152,7 @@ class TrainConfig:
             raise ValueError(f"env {self.env!r} is not registered; known: {sorted(registry)}")
         if self.dtype not in ("fp64", "fp32"):
             raise ValueError(f"dtype must be fp64 or fp32, got {self.dtype!r}")
-        for k in ("iterations", "eval_every", "checkpoint_every"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        check_fields(self, at_least_one=("iterations", "eval_every", "checkpoint_every"))
 
     def as_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))

@@ -20,6 +20,18 @@ class ConfigError(ValueError):
     """A configuration file or dict has an unknown key or a bad value (message names both)."""
 
 
+def check_fields(obj, prefix: str = "", *, at_least_one=(), positive=()) -> None:
+    """The usual ``__post_init__`` bounds of a config dataclass: fields ``at_least_one``
+    (counts) must be ``>= 1``, fields ``positive`` (step sizes, scales) ``> 0``; a
+    ``ValueError`` names the first one that is not, as ``{prefix}{field}``."""
+    for k in at_least_one:
+        if getattr(obj, k) < 1:
+            raise ValueError(f"{prefix}{k} must be >= 1, got {getattr(obj, k)}")
+    for k in positive:
+        if not getattr(obj, k) > 0:
+            raise ValueError(f"{prefix}{k} must be > 0, got {getattr(obj, k)}")
+
+
 def _convert(tp, value, where: str):
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
