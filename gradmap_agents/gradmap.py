@@ -61,7 +61,9 @@ def environment_gradient(env, policy, days, duals: Duals, *, param_grad: bool = 
     """One rollout and one backward. ``param_grad``: also accumulate ``dL/dtheta`` into the
     policy's ``.grad`` (GradMA) in the same backward pass. ``margins``: voltage (p.u.) and line
     margins that tighten the constraints (:func:`.dual.tightened`)."""
-    roll = rollout(env, days, policy, perturb=True)
+    # bound without parameter gradients unless they are wanted: the backward then skips them
+    bound = policy.bind(grad=param_grad) if hasattr(policy, "bind") else policy
+    roll = rollout(env, days, bound, perturb=True)
     cons = tightened(env, roll.v_pu, roll.line_loading, *margins)
     loss = lagrangian(roll, duals, cons)
     if not torch.isfinite(loss):
@@ -77,7 +79,7 @@ def environment_gradient(env, policy, days, duals: Duals, *, param_grad: bool = 
 
 def surrogate(policy, x, a0, g, eta: float, eps: float, form: str = "clipped") -> torch.Tensor:
     """Eq. (2) summed over the samples given: agent-major observations ``x`` ``(N, S, F)``
-    (:meth:`StackedPolicy.agent_major`), ``a0`` and ``g`` ``(N, S)``."""
+    (:meth:`StackedPolicy.minibatch`), ``a0`` and ``g`` ``(N, S)``."""
     d = policy.forward_agent_major(x) - a0
     linear = g * d
     if form == "clipped":
@@ -102,17 +104,18 @@ def gradmap_update(env, policy, optimizer, days, duals: Duals, *, epochs: int, m
                    margins: tuple[float, float] = (0.0, 0.0)) -> EnvGradient:
     """GradMAP: one environment gradient, then ``epochs x minibatches`` steps on eq. (2)."""
     eg = environment_gradient(env, policy, days, duals, margins=margins)
-    x = policy.agent_major(eg.obs)  # (N, S, F), S = B T samples: laid out once for K epochs
-    a0, g = (v.flatten(0, 1).T.to(x.dtype, memory_format=torch.contiguous_format)
-             for v in (eg.a0, eg.g))  # (N, S)
+    xs = policy.sample_major(eg.obs)  # (S, F, N), S = B T samples: cast once for K epochs
+    a0, g = (v.flatten(0, 1).to(xs.dtype) for v in (eg.a0, eg.g))  # (S, N)
     if grad_scale == "rms":
         g = g / g.pow(2).mean().sqrt().clamp_min(1e-30)
     elif grad_scale != "none":
         raise ValueError(f"grad_scale must be 'rms' or 'none', got {grad_scale!r}")
     for _ in range(epochs):
-        order = torch.randperm(x.shape[1], generator=generator).to(x.device)
+        order = torch.randperm(xs.shape[0], generator=generator).to(xs.device)
         for idx in order.chunk(minibatches):
             optimizer.zero_grad(set_to_none=True)
-            surrogate(policy, x[:, idx], a0[:, idx], g[:, idx], eta, eps, form).backward()
+            x = policy.minibatch(xs, idx)  # (N, S_mb, F)
+            surrogate(policy, x, a0.index_select(0, idx).T, g.index_select(0, idx).T, eta, eps,
+                      form).backward()
             optimizer.step()
     return eg

@@ -6,8 +6,9 @@ Agent ``i``'s policy is a small MLP of its own local observation,
     h_0 = (o_i - mean_i) / std_i,
 
 with no parameter sharing: layer ``l``'s weights are one ``(N, in, out)`` tensor and all ``N``
-agents are evaluated with one ``baddbmm`` per layer (the layout of TorchRL's ``MultiAgentMLP``
-with ``share_params=False``; no Python loop over agents). Agents of different device kinds may
+agents are evaluated with one batched matmul per layer (the layout of TorchRL's
+``MultiAgentMLP`` with ``share_params=False``; no Python loop over agents), in the fused kernel
+of :mod:`.fused_mlp` (the same function with a hand-written backward). Agents of different device kinds may
 have different hidden sizes: each run of consecutive kinds with equal sizes is one *group*
 (agents are numbered kind by kind, so a group is a contiguous slice); by default all agents form
 one group. The observation normalisation (``mean_i``, ``std_i``, per agent and feature) is fixed
@@ -26,6 +27,8 @@ import math
 
 import torch
 
+from .fused_mlp import fused_maps, stacked_mlp
+
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
@@ -35,8 +38,9 @@ class StackedMLP(torch.nn.Module):
     nothing with ``squash=False`` (a critic's values).
 
     ``obs_mean``/``obs_std`` ``(n, in_dim)`` normalise the input (buffers). The normalisation is
-    folded into the first layer at each call, ``W0' = W0 / std``, ``b0' = b0 - (mean / std) W0``
-    (``N F H`` work instead of ``S N F`` per sample). Initialisation per agent, from
+    folded into the first layer by :meth:`maps`, ``W0' = W0 / std``, ``b0' = b0 - (mean / std)
+    W0`` (``N F H`` work instead of ``S N F`` per sample), at each call unless the caller passes
+    maps computed once (:meth:`StackedPolicy.bind`). Initialisation per agent, from
     ``generator``: weights uniform in ``±1/sqrt(fan_in)`` (PyTorch's ``Linear`` default), the
     output layer scaled by ``out_scale`` so initial actions are near 0.
     """
@@ -71,22 +75,20 @@ class StackedMLP(torch.nn.Module):
         strided view would make ``bmm`` loop over the agents, one GEMM each."""
         return obs.reshape(-1, self.n, self.sizes[0]).transpose(0, 1).contiguous()
 
-    def forward_agent_major(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw observations ``(n, S, in_dim)`` (agent-major) -> outputs ``(n, S, out_dim)``."""
-        act = ACTIVATIONS[self.activation]
-        (w0, b0), *rest = self.layers()
-        inv = 1.0 / self.obs_std
-        w = w0 * inv[:, :, None]
-        b = b0 - torch.bmm((self.obs_mean * inv)[:, None, :], w0)
-        for w_next, b_next in rest:
-            x = act(torch.baddbmm(b, x, w))
-            w, b = w_next, b_next
-        y = torch.baddbmm(b, x, w)
-        return torch.tanh(y) if self.squash else y
+    def maps(self) -> list:
+        """The parameters as the fused kernel takes them (normalisation folded in,
+        :func:`.fused_mlp.fused_maps`); differentiable. Compute once, evaluate many times."""
+        return fused_maps(self.layers(), self.activation, self.obs_mean, self.obs_std)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def forward_agent_major(self, x: torch.Tensor, maps: list | None = None) -> torch.Tensor:
+        """Raw observations ``(n, S, in_dim)`` (agent-major) -> outputs ``(n, S, out_dim)``,
+        through the fused kernel (:func:`.fused_mlp.stacked_mlp`: the same function, fewer
+        passes over memory); ``maps`` from :meth:`maps` (default: computed now)."""
+        return stacked_mlp(x, self.maps() if maps is None else maps, self.activation, self.squash)
+
+    def forward(self, obs: torch.Tensor, maps: list | None = None) -> torch.Tensor:
         """``obs`` ``(..., n, in_dim)`` -> ``(..., n, out_dim)``."""
-        y = self.forward_agent_major(self.agent_major(obs))
+        y = self.forward_agent_major(self.agent_major(obs), maps)
         return y.transpose(0, 1).reshape(*obs.shape[:-2], self.n, self.sizes[-1])
 
     def extra_repr(self) -> str:
@@ -121,22 +123,52 @@ class StackedPolicy(torch.nn.Module):
         self.n_agents, self.obs_dim, self.dtype = n_agents, obs_dim, dtype
 
     def forward(self, obs: torch.Tensor, t: int | None = None, state=None) -> torch.Tensor:
+        return self._act(obs, [net.maps() for net in self.nets])
+
+    def bind(self, grad: bool = True):
+        """A callable like ``forward`` with the parameters prepared once (normalisation folded,
+        :meth:`StackedMLP.maps`), for many calls on unchanged parameters:
+        :func:`gridedge_env.rollout.rollout` binds a policy once per rollout instead of
+        refolding at each of its steps. ``grad=False``: the parameters get no gradient (the
+        observations still do), so the backward skips their work (GradMAP's environment
+        gradient needs only ``dL/d delta``)."""
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            maps = [net.maps() for net in self.nets]
+        if not grad:
+            maps = [[m.detach() for m in net_maps] for net_maps in maps]
+        return lambda obs, t=None, state=None: self._act(obs, maps)
+
+    def _act(self, obs: torch.Tensor, maps: list) -> torch.Tensor:
         if obs.shape[-2:] != (self.n_agents, self.obs_dim):
             raise ValueError(f"observations must be (..., {self.n_agents}, {self.obs_dim}), got "
                              f"{tuple(obs.shape)}")
         x = obs.to(self.dtype)  # the policy's own precision; the environment keeps its own
         if len(self.nets) == 1:
-            a = self.nets[0](x)[..., 0]
+            a = self.nets[0](x, maps[0])[..., 0]
         else:
-            a = torch.cat([net(x[..., sl, :])[..., 0]
-                           for sl, net in zip(self.slices, self.nets, strict=True)], dim=-1)
+            a = torch.cat([net(x[..., sl, :], m)[..., 0]
+                           for sl, net, m in zip(self.slices, self.nets, maps, strict=True)],
+                          dim=-1)
         return a.to(obs.dtype)
 
-    def agent_major(self, obs: torch.Tensor) -> torch.Tensor:
-        """Observations ``(..., N, F)`` as a contiguous ``(N, S, F)`` block (for repeated
-        evaluation on the same samples: GradMAP's surrogate epochs), in the policy's dtype."""
-        x = obs.reshape(-1, self.n_agents, self.obs_dim).transpose(0, 1)
+    def sample_major(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations ``(..., N, F)`` as one contiguous ``(S, F, N)`` block in the policy's
+        dtype, the layout the environment records them in (:class:`~gridedge_env.rollout.
+        DayRollout`: no transpose here), from which :meth:`minibatch` draws samples by rows."""
+        x = obs.reshape(-1, self.n_agents, self.obs_dim).transpose(1, 2)
         return x.to(self.dtype, memory_format=torch.contiguous_format)
+
+    def minibatch(self, xs: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples ``idx`` (default: all) of :meth:`sample_major`'s ``xs`` as agent-major
+        ``(N, S_mb, F)`` for :meth:`forward_agent_major`: a row gather, then one transpose into
+        ``(N, F, S_mb)`` memory, the fused kernel's own layout. (Gathering samples out of an
+        agent-major block is a strided gather, 3x slower: measured in ``docs/gradmap.md``.)"""
+        rows = xs if idx is None else xs.index_select(0, idx)
+        return rows.permute(2, 1, 0).contiguous().transpose(1, 2)
+
+    def agent_major(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations ``(..., N, F)`` as agent-major ``(N, S, F)`` (all samples)."""
+        return self.minibatch(self.sample_major(obs))
 
     def forward_agent_major(self, x: torch.Tensor) -> torch.Tensor:
         """Agent-major observations ``(N, S, F)`` -> actions ``(N, S)``."""

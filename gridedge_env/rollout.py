@@ -32,7 +32,9 @@ from .costs import Constraints, constraints
 Policy = Callable[[torch.Tensor, int, EnvState], torch.Tensor]
 """``policy(obs (B, N, F), t, state) -> actions (B, N)`` in ``[-1, 1]``. A decentralised policy
 reads only its agent's row of ``obs``; ``state`` is there for references that are not
-policies of local observations (no control's thermostat, a centralised oracle)."""
+policies of local observations (no control's thermostat, a centralised oracle). A policy with a
+``bind()`` method is bound once per rollout and the callable it returns acts at every step
+(parameters that are fixed over the rollout are then prepared once, not at each step)."""
 
 
 class DayRollout(NamedTuple):
@@ -85,6 +87,8 @@ def rollout(params: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: b
     delta = None
     if perturb:
         delta = torch.zeros(b, n_t, n, dtype=dtype, device=days.device, requires_grad=True)
+    if hasattr(policy, "bind"):
+        policy = policy.bind()
     run = _whole_day if path == "whole_day" else _stepwise
     # per-step views by one unbind: its backward stacks the T step gradients in one op (slicing
     # delta[:, t] would zero-fill and accumulate a full (B, T, N) gradient at every step)

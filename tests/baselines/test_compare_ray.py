@@ -69,8 +69,24 @@ def _rows(out: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMED} for r in rows]
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_ray_comparison_table_equals_the_sequential_one(tmp_path, ray_address, capsys):
-    assert compare_main([*ARGS, "--out", str(tmp_path / "seq")]) == 0
+    # the sequential run on the tasks' one torch thread: float32 training rounds differently
+    # on another thread count (6e-8 relative in the test cost after 3 GradMAP iterations), so
+    # only the same thread count makes the tables comparable exactly
+    with _torch_threads(1):
+        assert compare_main([*ARGS, "--out", str(tmp_path / "seq")]) == 0
     assert compare_main([*ARGS, "--out", str(tmp_path / "ray"), "--ray", ray_address]) == 0
     log = capsys.readouterr().out
     assert "4 runs submitted to the Ray cluster" in log and log.count("finished on Ray") == 4
@@ -78,11 +94,7 @@ def test_ray_comparison_table_equals_the_sequential_one(tmp_path, ray_address, c
     assert [r["method"] for r in par] == ["gradmap", "ippo", "rule", "no-control"]
     assert all(not r["failed"] for r in par)
     for a, b in zip(seq, par, strict=True):
-        for k, v in a.items():  # torch threads differ (1 per task): equal to rounding
-            try:
-                assert float(b[k]) == pytest.approx(float(v), rel=1e-9, abs=1e-12), (a["method"], k)
-            except ValueError:
-                assert b[k] == v, (a["method"], k)
+        assert a == b, a["method"]  # every column but wall-clock ones, to the last digit
     # the workers wrote the run directories where the sequential run does
     assert (tmp_path / "ray" / "runs" / "ippo-s0" / "actor.safetensors").is_file()
     assert (tmp_path / "ray" / "runs" / "gradmap-s0" / "checkpoint.safetensors").is_file()
