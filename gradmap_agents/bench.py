@@ -1,5 +1,7 @@
-"""Benchmarks: the environment gradient (``gridedge-bench envgrad``) and time to target of the
-training methods (``gradmap-bench``). Both print JSON; tables are in ``docs/gradmap.md``."""
+"""Benchmarks: the environment gradient (``gridedge-bench envgrad``), time to target of the
+training methods (``gradmap-bench``), the stacked-policy kernel against TorchRL's
+``MultiAgentMLP`` (``gradmap-bench --kernel``) and the seconds per update of each method
+(``gradmap-bench --update``). All print JSON; tables are in ``docs/gradmap.md``."""
 
 from __future__ import annotations
 
@@ -131,4 +133,102 @@ def bench_methods(env_id: str, methods: list[str], seeds: int, config: str | Non
     # GradMA never at the target within its budget: GradMAP is at least budget / its time faster
     out["speedup_at_least"] = (round(m["gradma"]["train_seconds"] / t_map, 2)
                                if t_map and "gradma" in m and t_ma is None else out["speedup"])
+    return out
+
+
+def _best_ms(fn, repeats: int) -> float:
+    fn()  # warm-up: allocator, threads
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return round(min(times) * 1e3, 3)
+
+
+def _plain_forward(net, x):
+    """The stacked MLP as autograd sees the formula (this project's implementation before the
+    fused kernel): normalisation folded per call, ``baddbmm`` and ``tanh`` per layer."""
+    (w0, b0), *rest = net.layers()
+    inv = 1.0 / net.obs_std
+    w, b = w0 * inv[:, :, None], b0 - torch.bmm((net.obs_mean * inv)[:, None, :], w0)
+    for w_next, b_next in rest:
+        x = torch.tanh(torch.baddbmm(b, x, w))
+        w, b = w_next, b_next
+    return torch.tanh(torch.baddbmm(b, x, w))
+
+
+def bench_kernel(n_agents: int = 1000, samples: tuple[int, ...] = (32, 384, 1536),
+                 hidden: tuple[int, ...] = (16,), obs_dim: int = 7, repeats: int = 5) -> dict:
+    """Milliseconds per forward + backward (to every parameter) of ``n_agents`` independent
+    MLPs (tanh hidden layers, tanh output, float32) on ``S`` samples each: the fused kernel
+    (:class:`.policy.StackedMLP`), the same formula through plain autograd, and TorchRL's
+    ``MultiAgentMLP`` with ``share_params=False`` (its own input layout ``(S, N, F)``)."""
+    from torchrl.modules import MultiAgentMLP
+
+    from gridedge_env.bench import machine
+
+    from .policy import StackedMLP
+
+    g = torch.Generator().manual_seed(0)
+    ours = StackedMLP(n_agents, obs_dim, hidden, 1, generator=g, dtype=torch.float32)
+    peer = MultiAgentMLP(obs_dim, 1, n_agents, centralized=False, share_params=False,
+                         depth=len(hidden), num_cells=list(hidden))
+    rows = []
+    for s in samples:
+        x = torch.randn(n_agents, s, obs_dim, generator=g)  # agent-major, as the trainer lays out
+        x_peer = x.transpose(0, 1).contiguous()  # (S, N, F): TorchRL's layout
+        w = torch.randn(n_agents, s, 1, generator=g)
+        mine, peer_params = list(ours.parameters()), list(peer.parameters())
+
+        def run(forward, params, inp, w=w):
+            return lambda: torch.autograd.grad((forward(inp) * w).sum(), params)
+
+        t_fused = _best_ms(run(ours.forward_agent_major, mine, x), repeats)
+        t_plain = _best_ms(run(lambda v: _plain_forward(ours, v), mine, x), repeats)
+        t_peer = _best_ms(run(lambda v: torch.tanh(peer(v)).transpose(0, 1), peer_params,
+                              x_peer), repeats)
+        with torch.no_grad():
+            err = float((ours.forward_agent_major(x) - _plain_forward(ours, x)).abs().max())
+        rows.append({"samples": s, "fused_ms": t_fused, "plain_autograd_ms": t_plain,
+                     "torchrl_ms": t_peer, "speedup_vs_plain": round(t_plain / t_fused, 2),
+                     "speedup_vs_torchrl": round(t_peer / t_fused, 2),
+                     "max_abs_diff_vs_plain": err})
+    return {"n_agents": n_agents, "hidden": list(hidden), "obs_dim": obs_dim, "dtype": "fp32",
+            "rows": rows, "machine": machine()}
+
+
+def bench_update(env_id: str = "ieee123-1000-v0", days: int = 32, repeats: int = 3) -> dict:
+    """Seconds per training update with the trainer's defaults: GradMAP's environment gradient
+    (action-space gradient only), the whole GradMAP update (that plus ``K x M`` surrogate
+    steps) and a GradMA update (environment gradient with parameter gradients, one step)."""
+    from gridedge_env.bench import machine
+    from gridedge_env.registry import env_params
+
+    from .config import AlgoConfig
+    from .dual import init_duals
+    from .gradmap import environment_gradient, gradma_update, gradmap_update
+    from .policy import StackedPolicy, kind_groups
+
+    env = env_params(env_id)
+    algo = AlgoConfig()
+    policy = StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, (16,)), seed=0)
+    opt = torch.optim.Adam(policy.parameters(), lr=algo.lr)
+    duals = init_duals("node_time", env.n_steps, env.scenario.feeder.n_nodes,
+                       len(env.powerflow.line_phase_names), 100.0, 10.0)
+    day_idx = env.scenario.split.train[:days]
+    gen = torch.Generator().manual_seed(0)
+    jobs = {
+        "gradmap_env_gradient_s": lambda: environment_gradient(env, policy, day_idx, duals),
+        "gradmap_update_s": lambda: gradmap_update(
+            env, policy, opt, day_idx, duals, epochs=algo.epochs, minibatches=algo.minibatches,
+            eta=algo.eta, eps=algo.eps, form=algo.surrogate, grad_scale=algo.grad_scale,
+            generator=gen),
+        "gradma_update_s": lambda: gradma_update(env, policy, opt, day_idx, duals),
+    }
+    out = {"env": env_id, "n_agents": env.n_agents, "days": days, "epochs": algo.epochs,
+           "minibatches": algo.minibatches}
+    for name, job in jobs.items():
+        out[name] = round(_best_ms(job, repeats) / 1e3, 3)
+    out["machine"] = machine()
     return out

@@ -275,9 +275,13 @@ def export_main(argv=None) -> int:
 
 def bench_main(argv=None) -> int:
     """``gradmap-bench --scenario ID --methods gradmap,gradma [--seeds 3] [--config FILE]
-    [--set ...] [--json]``: time to target of each method, same run, same seeds."""
+    [--set ...] [--json]``: time to target of each method, same run, same seeds.
+    ``gradmap-bench --kernel [--agents N]``: the stacked-policy kernel against plain autograd
+    and TorchRL's MultiAgentMLP; ``gradmap-bench --update [--scenario ID]``: seconds per
+    GradMAP and GradMA update."""
     ap = argparse.ArgumentParser(prog="gradmap-bench", description=bench_main.__doc__)
-    ap.add_argument("--scenario", default="ieee13-50-v0")
+    ap.add_argument("--scenario", default=None,
+                    help="default ieee13-50-v0 (ieee123-1000-v0 with --update)")
     ap.add_argument("--methods", default="gradmap,gradma")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--config", default=None)
@@ -286,22 +290,50 @@ def bench_main(argv=None) -> int:
                     help="override for one method only (gradma:algo.lr=0.01)")
     ap.add_argument("--out", default=None, help="append the JSON to this JSON-lines file")
     ap.add_argument("--json", action="store_true")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--kernel", action="store_true",
+                      help="ms per policy forward + backward: fused kernel, plain autograd, "
+                           "TorchRL MultiAgentMLP")
+    mode.add_argument("--update", action="store_true",
+                      help="seconds per GradMAP / GradMA update (default scenario ieee123-1000)")
+    ap.add_argument("--agents", type=int, default=1000, help="--kernel: number of agents")
     args = ap.parse_args(argv)
+    if args.kernel or args.update:
+        return _bench_parts(args)
     from .bench import bench_methods
 
-    out = bench_methods(args.scenario, args.methods.split(","), args.seeds, args.config,
-                        args.set or [], args.set_method)
+    out = bench_methods(args.scenario or "ieee13-50-v0", args.methods.split(","), args.seeds,
+                        args.config, args.set or [], args.set_method)
     for name, r in out["methods"].items():
         print(f"{name:8} time to target {r['time_to_target_s']} s, env gradients "
               f"{r['env_gradients_to_target']}, test cost {r['test_cost']:.1f}, "
               f"test violation {r['test_violation_magnitude']:.4g}")
     print(f"speedup {out['speedup']} (at least {out['speedup_at_least']})")
+    return _emit(out, args)
+
+
+def _emit(out: dict, args) -> int:
+    """Append ``out`` to ``--out`` (JSON lines) and print it with ``--json``."""
     if args.out:
         with open(args.out, "a") as fh:
             fh.write(json.dumps(out) + "\n")
     if args.json:
         print(json.dumps(out))
     return 0
+
+
+def _bench_parts(args) -> int:
+    from .bench import bench_kernel, bench_update
+
+    if args.kernel:
+        out = bench_kernel(args.agents)
+        for r in out["rows"]:
+            print(f"S={r['samples']:5}  fused {r['fused_ms']:8.2f} ms  plain autograd "
+                  f"{r['plain_autograd_ms']:8.2f} ms  TorchRL {r['torchrl_ms']:8.2f} ms")
+    else:
+        out = bench_update(args.scenario or "ieee123-1000-v0")
+        print({k: v for k, v in out.items() if k.endswith("_s")})
+    return _emit(out, args)
 
 
 def _run(fn) -> None:

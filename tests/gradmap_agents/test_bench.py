@@ -1,0 +1,26 @@
+"""The benchmarks run on the small case and report what they claim: the kernel agrees with the
+plain formula, both environment-gradient paths give the same gradient."""
+
+import json
+
+from gradmap_agents.bench import bench_envgrad, bench_kernel, bench_update
+from gradmap_agents.cli import bench_main
+
+
+def test_kernel_bench_compares_with_torchrl_and_agrees_with_plain_autograd(capsys):
+    assert bench_main(["--kernel", "--agents", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["samples"] for r in out["rows"]] == [32, 384, 1536]
+    for r in out["rows"]:
+        assert r["max_abs_diff_vs_plain"] < 1e-6  # float32 rounding of tanh via the sigmoid
+        assert min(r["fused_ms"], r["plain_autograd_ms"], r["torchrl_ms"]) > 0
+    small = bench_kernel(2, samples=(5,), hidden=(4, 3), repeats=1)
+    assert small["rows"][0]["max_abs_diff_vs_plain"] < 1e-6
+
+
+def test_envgrad_paths_agree_and_update_bench_runs():
+    out = bench_envgrad("ieee13-50-v0", days=2, repeats=1)
+    assert out["grad_max_rel_diff"] < 1e-6 and out["envgrad_s"] > 0
+    up = bench_update("ieee13-50-v0", days=2, repeats=1)
+    assert all(up[k] > 0 for k in ("gradmap_env_gradient_s", "gradmap_update_s",
+                                   "gradma_update_s"))
