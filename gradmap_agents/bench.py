@@ -164,7 +164,11 @@ def bench_kernel(n_agents: int = 1000, samples: tuple[int, ...] = (32, 384, 1536
     MLPs (tanh hidden layers, tanh output, float32) on ``S`` samples each: the fused kernel
     (:class:`.policy.StackedMLP`), the same formula through plain autograd, and TorchRL's
     ``MultiAgentMLP`` with ``share_params=False`` (its own input layout ``(S, N, F)``)."""
-    from torchrl.modules import MultiAgentMLP
+    try:
+        from torchrl.modules import MultiAgentMLP
+    except ImportError as e:
+        raise SystemExit("gradmap-bench --kernel compares with TorchRL's MultiAgentMLP: "
+                         "pip install 'gridedge[rl]'") from e
 
     from gridedge_env.bench import machine
 
