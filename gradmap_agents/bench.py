@@ -202,36 +202,35 @@ def bench_kernel(n_agents: int = 1000, samples: tuple[int, ...] = (32, 384, 1536
             "rows": rows, "machine": machine()}
 
 
-def bench_update(env_id: str = "ieee123-1000-v0", days: int = 32, repeats: int = 3) -> dict:
-    """Seconds per training update with the trainer's defaults: GradMAP's environment gradient
-    (action-space gradient only), the whole GradMAP update (that plus ``K x M`` surrogate
-    steps) and a GradMA update (environment gradient with parameter gradients, one step)."""
+def bench_update(env_id: str = "ieee123-1000-v0", repeats: int = 3) -> dict:
+    """Seconds per training update on the trainer's own fresh state and defaults
+    (:func:`.train.init_state`, ``TrainConfig``): GradMAP's environment gradient (action-space
+    gradient only), the whole GradMAP update (that plus ``K x M`` surrogate steps) and a GradMA
+    update (environment gradient with parameter gradients, one step), on the same days."""
     from gridedge_env.bench import machine
     from gridedge_env.registry import env_params
 
-    from .config import AlgoConfig
-    from .dual import init_duals
+    from .config import load_config
     from .gradmap import environment_gradient, gradma_update, gradmap_update
-    from .policy import StackedPolicy, kind_groups
+    from .train import init_state
 
+    cfg = load_config(None, {"env": env_id})
     env = env_params(env_id)
-    algo = AlgoConfig()
-    policy = StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, (16,)), seed=0)
-    opt = torch.optim.Adam(policy.parameters(), lr=algo.lr)
-    duals = init_duals("node_time", env.n_steps, env.scenario.feeder.n_nodes,
-                       len(env.powerflow.line_phase_names), 100.0, 10.0)
-    day_idx = env.scenario.split.train[:days]
-    gen = torch.Generator().manual_seed(0)
+    s, a = init_state(env, cfg), cfg.algo
+    days = env.scenario.split.train[:a.days_per_gradient]
+    margins = (cfg.dual.margin_pu, cfg.dual.line_margin)
     jobs = {
-        "gradmap_env_gradient_s": lambda: environment_gradient(env, policy, day_idx, duals),
+        "gradmap_env_gradient_s": lambda: environment_gradient(env, s.policy, days, s.duals,
+                                                               margins=margins),
         "gradmap_update_s": lambda: gradmap_update(
-            env, policy, opt, day_idx, duals, epochs=algo.epochs, minibatches=algo.minibatches,
-            eta=algo.eta, eps=algo.eps, form=algo.surrogate, grad_scale=algo.grad_scale,
-            generator=gen),
-        "gradma_update_s": lambda: gradma_update(env, policy, opt, day_idx, duals),
+            env, s.policy, s.optimizer, days, s.duals, epochs=a.epochs,
+            minibatches=a.minibatches, eta=a.eta, eps=a.eps, form=a.surrogate,
+            grad_scale=a.grad_scale, generator=s.minibatch_generator, margins=margins),
+        "gradma_update_s": lambda: gradma_update(env, s.policy, s.optimizer, days, s.duals,
+                                                 margins=margins),
     }
-    out = {"env": env_id, "n_agents": env.n_agents, "days": days, "epochs": algo.epochs,
-           "minibatches": algo.minibatches}
+    out = {"env": env_id, "n_agents": env.n_agents, "days": a.days_per_gradient,
+           "epochs": a.epochs, "minibatches": a.minibatches}
     for name, job in jobs.items():
         out[name] = round(_best_ms(job, repeats) / 1e3, 3)
     out["machine"] = machine()

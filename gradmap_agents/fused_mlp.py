@@ -34,7 +34,7 @@ HIDDEN_KERNELS = {"tanh": "sigmoid", "relu": "relu"}
 """The activation each hidden layer stores: tanh layers store ``sigma(2u)``."""
 
 
-def effective_layers(layers, activation: str, obs_mean=None, obs_std=None):
+def effective_layers(layers, activation: str, obs_mean, obs_std):
     """``[(A_l, c_l)]``, ``A_l`` ``(n, in, out)``, ``c_l`` ``(n, 1, out)``: the affine maps the
     fused kernel applies to what it stores of the previous layer. The observation normalisation
     ``(x - mean) / std`` is folded into the first (``W0 / std``, ``b0 - (mean / std) W0``); with
@@ -42,7 +42,7 @@ def effective_layers(layers, activation: str, obs_mean=None, obs_std=None):
     ``2 s - 1`` (weight ``2 W``, bias ``b - W^T 1``). Differentiable in the parameters."""
     out = []
     for l, (w, b) in enumerate(layers):
-        if l == 0 and obs_std is not None:
+        if l == 0:
             inv = 1.0 / obs_std
             w, b = w * inv[:, :, None], b - torch.bmm((obs_mean * inv)[:, None, :], w)
         if l > 0 and activation == "tanh":  # the input is s = (h + 1) / 2
@@ -105,7 +105,7 @@ def _back(weight_t: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return a * g if g.shape[1] == 1 else torch.bmm(a, g)
 
 
-def fused_maps(layers, activation: str, obs_mean=None, obs_std=None) -> list:
+def fused_maps(layers, activation: str, obs_mean, obs_std) -> list:
     """The fused kernel's inputs ``[A_0^T, c_0^T, A_1^T, ...]`` (:func:`effective_layers`,
     transposed to ``(n, out, in)`` and ``(n, out, 1)``). Differentiable in the parameters; a
     caller that evaluates the same parameters many times (a rollout's steps) computes them

@@ -134,8 +134,6 @@ class StackedPolicy(torch.nn.Module):
         gradient needs only ``dL/d delta``)."""
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             maps = [net.maps() for net in self.nets]
-        if not grad:
-            maps = [[m.detach() for m in net_maps] for net_maps in maps]
         return lambda obs, t=None, state=None: self._act(obs, maps)
 
     def _act(self, obs: torch.Tensor, maps: list) -> torch.Tensor:
