@@ -1,0 +1,95 @@
+"""The golden comparison: an iteration-capped ``gradmap-compare`` on ieee13-50 (every method,
+fixed seeds, no wall-time budget) reproduces the committed record.
+
+The record (``golden/compare_ieee13-50.json``) was written before the orchestration layer was
+restructured; restructuring must not change a single number beyond the tolerance below. Wall
+times are not compared (they are not part of the behaviour).
+
+Tolerance: relative 1e-9 (absolute 1e-12 near zero). Measured: two runs of the same command on
+one thread agree exactly (difference 0); the margin covers floating-point reassociation of a
+refactored formula, which changes results near 1e-15 relative per operation and grows at most a
+few orders of magnitude over the six iterations. A deliberate change of behaviour rewrites the
+record: ``GOLDEN_UPDATE=1 pytest tests/baselines/test_golden_compare.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from baselines.cli import compare_main
+
+RECORD = Path(__file__).parent / "golden" / "compare_ieee13-50.json"
+RTOL, ATOL = 1e-9, 1e-12
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ieee13-50.yaml"
+
+ARGV = [
+    "--methods", "gradmap,gradma,mappo,ippo,sb3-ippo,rule,no-control,oracle", "--seeds", "2",
+    "--set", "iterations=6", "--set", "eval_every=3", "--set", "checkpoint_every=3",
+    *sum((["--set-method", f"{m}:{kv}"] for m in ("mappo", "ippo")
+          for kv in ("iterations=2", "eval_every=1", "days_per_rollout=8")), []),
+    "--set-method", "sb3-ippo:iterations=2", "--set-method", "sb3-ippo:eval_every=1",
+    "--set-method", "sb3-ippo:days_per_rollout=4",
+    "--oracle-iterations", "10", "--logger", "none",
+]
+"""The command (``gradmap-compare --config configs/ieee13-50.yaml`` + these, on one thread)."""
+
+TIMES = ("seconds", "wall_seconds", "train_seconds")
+
+
+def _numbers(obj, prefix=""):
+    """Every number of a result, flattened to ``path -> value``, wall times left out."""
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not any(t in str(k) for t in TIMES) and k != "time_to_target_s":
+                out.update(_numbers(v, f"{prefix}{k}/"))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(_numbers(v, f"{prefix}{i}/"))
+    elif isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        out[prefix.rstrip("/")] = obj
+    elif isinstance(obj, (int, float)):
+        out[prefix.rstrip("/")] = obj
+    return out
+
+
+def golden_record(out: Path) -> dict:
+    """Run the golden command into ``out`` and return its comparable numbers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the record is a one-thread run: GEMM blocking depends on threads
+    try:
+        assert compare_main(["--config", str(CONFIG), "--out", str(out), *ARGV]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    runs = sorted((out / "runs").glob("*/result.json"))
+    record = {p.parent.name: _numbers(json.loads(p.read_text())) for p in runs}
+    table = json.loads((out / "comparison.json").read_text())
+    record["comparison"] = _numbers({k: v for k, v in table.items() if k != "methods"})
+    return record
+
+
+@pytest.mark.slow
+def test_golden_comparison_reproduces(tmp_path):
+    got = golden_record(tmp_path / "c")
+    if os.environ.get("GOLDEN_UPDATE"):
+        RECORD.parent.mkdir(exist_ok=True)
+        RECORD.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    want = json.loads(RECORD.read_text())
+    assert sorted(got) == sorted(want), "runs differ from the record"
+    bad = []
+    for run, nums in want.items():
+        assert sorted(got[run]) == sorted(nums), f"{run}: keys differ from the record"
+        for k, w in nums.items():
+            g = got[run][k]
+            if isinstance(w, float) and isinstance(g, float):
+                if not math.isclose(g, w, rel_tol=RTOL, abs_tol=ATOL):
+                    bad.append(f"{run}/{k}: {g!r} != {w!r}")
+            elif g != w:
+                bad.append(f"{run}/{k}: {g!r} != {w!r}")
+    assert not bad, f"{len(bad)} numbers differ from the golden record:\n" + "\n".join(bad[:30])
