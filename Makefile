@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Exact versions of every package the suite was verified with (refresh: `make lock`).
 LOCK   ?= constraints.txt
 
-.PHONY: demo test lint lock bundle clean
+.PHONY: demo test lint docs lock bundle clean
 
 $(VENV)/.installed: pyproject.toml Makefile $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,14 +19,21 @@ $(VENV)/.installed: pyproject.toml Makefile $(LOCK)
 # The main job: a short GradMAP training on ieee13-50 (a few minutes on 2 cores); it writes
 # eval.json and the plots into a new run directory and prints where they are.
 demo: $(VENV)/.installed
-	$(VENV)/bin/gradmap-train --config configs/ieee13-50.yaml --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+	$(VENV)/bin/gradmap-train --config ieee13-50 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	PY=$(PY) PYTHON=$(PYTHON) LOCK=$(LOCK) TORCH_SPEC=$(TORCH_SPEC) bash scripts/check_wheel.sh
+	d=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d $$d; rc=$$?; rm -rf $$d; exit $$rc
 	$(PY) -m pytest -n 2 -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+
+# The documentation site (MkDocs + Material, API reference by mkdocstrings) into site/; warnings
+# fail the build. `make test` runs the same strict build into a temporary directory.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 # Refresh the lock: the newest versions pyproject.toml's ranges admit today, resolved in a fresh
 # venv. Run `make test` afterwards and commit constraints.txt only if it passes.
@@ -44,4 +51,4 @@ bundle: $(VENV)/.installed
 	$(PY) scripts/build_bundled_feeders.py
 
 clean:
-	rm -rf $(VENV) .lock-venv .pytest_cache build *.egg-info
+	rm -rf $(VENV) .lock-venv .pytest_cache build site *.egg-info

@@ -9,14 +9,15 @@ from pathlib import Path
 
 
 def compare_main(argv=None) -> int:
-    """``gradmap-compare --config FILE --methods gradmap,gradma,mappo,ippo,rule,no-control,oracle
+    """``gradmap-compare --config NAME|FILE --methods gradmap,gradma,mappo,ippo,rule,no-control,oracle
     [--seeds 3] [--budget-minutes M] [--out DIR] [--logger wandb|csv|none] [--set key=value]
     [--set-method METHOD:KEY=VALUE] [--opendss] [--ray ADDRESS [--ray-cpus K]] [--json]``:
     every method on the same data, seeds and budget; a table and plots in DIR."""
     from .compare import METHODS, Plan, run_compare
 
     ap = argparse.ArgumentParser(prog="gradmap-compare", description=compare_main.__doc__)
-    ap.add_argument("--config", help="training YAML shared by every method")
+    ap.add_argument("--config", help="training config shared by every method: a registered name "
+                    "(ieee13-50, ieee123-1000, ieee123-100, ieee123-300) or a YAML file")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"from {', '.join(METHODS)}")
     ap.add_argument("--seeds", type=int, default=3, help="seeds of each learning method")
     ap.add_argument("--budget-minutes", type=float, default=None,

@@ -5,13 +5,15 @@ when its ``result.json`` exists, and the comparison's outputs: ``comparison.csv`
 run), ``comparison.md`` (a row per method, mean and range over seeds), ``comparison.json`` and
 the plots ``cost_vs_violation.png``, ``learning_curves_wall.png`` and
 ``learning_curves_gradients.png``. Killed and restarted with the same arguments, it skips the
-finished runs and resumes a GradMAP/GradMA run from its last checkpoint (``gradmap-train
---resume``) and a MAPPO/IPPO run from its last validation (:mod:`.ppo_checkpoint`).
+finished runs and resumes a GradMAP/GradMA run from its last checkpoint and a MAPPO/IPPO run
+from its last validation (:mod:`.ppo_checkpoint`).
 ``opendss``: every run's policy is also re-simulated with OpenDSS (:mod:`.resim`); ``ray``:
 every (method, seed) runs as a task on a Ray cluster (:mod:`.compare_ray`).
 
-Methods: ``gradmap`` and ``gradma`` train through ``gradmap-train`` (the same configuration, with
-``algo.method`` and ``seed`` set, and ``--max-minutes`` from the budget); ``rule``,
+Methods: ``gradmap`` and ``gradma`` train through the run API
+(:func:`gradmap_agents.runs.train_run`: the same configuration, with ``algo.method`` and ``seed``
+set, and the budget as its ``max_seconds``), MAPPO and IPPO through
+:func:`.ppo.train_ppo`, both with callbacks; ``rule``,
 ``no-control`` and ``oracle`` are deterministic and run once. Time to target uses the target of
 ``docs/gradmap.md`` with the best feasible validation cost over every learning run of the
 comparison.
@@ -20,13 +22,31 @@ comparison.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridedge_env.config import check_fields
+from safetensors.torch import save_file
+
+from gradmap_agents import checkpoint
+from gradmap_agents.checkpoint import atomic_write
+from gradmap_agents.config import load_config, merge, parse_set
+from gradmap_agents.evaluate import evaluate, time_to_target
+from gradmap_agents.loggers import RunLogger
+from gradmap_agents.runs import CHECKPOINT, build_env, evaluate_run, train_run
+from gridedge_env.config import check_fields, from_dict
+from gridedge_env.rollout import no_control
+
+from .compare_plots import cost_vs_violation, learning_curves
+from .compare_ray import run_on_ray
+from .oracle import OracleConfig, oracle
+from .ppo import PPOConfig, init_ppo, train_ppo
+from .ppo_checkpoint import load_ppo, save_ppo
+from .resim import RESIMULATED, MissingPolicy, resimulate, save_obs_norm
+from .rule import rule_based
 
 GRADIENT = ("gradmap", "gradma")
 PPO = ("mappo", "ippo")
@@ -46,7 +66,6 @@ class Plan:
     """What to compare: the training config file (or ``None``), its ``--set`` overrides, the
     methods and seeds, the per-run training budget (minutes, ``None``: the config's
     iterations), the output directory, the logger and the oracle's settings."""
-
     config: str | None
     sets: tuple[str, ...]
     methods: tuple[str, ...]
@@ -65,7 +84,6 @@ class Plan:
     ``None``: one after another in this process."""
     ray_cpus: int = 1
     """CPUs (and torch threads) of each Ray task."""
-
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
@@ -94,10 +112,7 @@ class Plan:
 
     def env(self):
         """The comparison's environment, from the shared config and ``--set`` values."""
-        from gradmap_agents.cli import _env
-        from gradmap_agents.config import load_config, parse_set
-
-        return _env(load_config(self.config, parse_set(list(self.sets))))
+        return build_env(load_config(self.config, parse_set(list(self.sets))))
 
     def run_dir(self, method: str, seed: int) -> Path:
         return self.out / "runs" / f"{method}-s{seed}"
@@ -109,8 +124,6 @@ class Plan:
 
 def run_compare(plan: Plan, progress=print) -> dict:
     """Run (or finish) every (method, seed) of ``plan`` and write the comparison outputs."""
-    from gradmap_agents.evaluate import evaluate, no_control
-
     env = plan.env()
     plan.out.mkdir(parents=True, exist_ok=True)
     nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
@@ -121,9 +134,7 @@ def run_compare(plan: Plan, progress=print) -> dict:
         else:
             todo.append((method, seed))
     if plan.ray is not None and todo:
-        from .compare_ray import run_on_ray
-
-        for (method, seed), result in run_on_ray(plan, todo, progress):
+        for (method, seed), result in run_on_ray(plan, todo, run_one, progress):
             _write_json(plan.result_path(method, seed), result)
     else:
         for method, seed in todo:
@@ -143,8 +154,6 @@ def run_compare(plan: Plan, progress=print) -> dict:
 def run_one(plan: Plan, method: str, seed: int, env, progress=print) -> dict:
     """Train (or resume) and evaluate one (method, seed) in its run directory on ``env``;
     with ``plan.opendss`` also its OpenDSS re-simulation. Returns its ``result.json``."""
-    from gradmap_agents.config import load_config, merge, parse_set
-
     group = f"compare-{plan.out.resolve().name}"
     cfg = load_config(plan.config, merge(parse_set(list(plan.sets)), {
         "seed": seed, "logging": {"group": group},
@@ -160,8 +169,6 @@ def run_one(plan: Plan, method: str, seed: int, env, progress=print) -> dict:
 def _add_opendss(plan: Plan, result: dict, env, progress) -> bool:
     """Re-simulate a finished run's policy with OpenDSS into ``result["opendss"]``; ``False``
     (and a message) where there is nothing to re-simulate."""
-    from .resim import RESIMULATED, MissingPolicy, resimulate
-
     method, seed = result["method"], result["seed"]
     if "failed" in result or method not in RESIMULATED:
         return False
@@ -178,35 +185,25 @@ def _add_opendss(plan: Plan, result: dict, env, progress) -> bool:
 
 
 def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
-    """Train (or resume) through ``gradmap-train``; evaluate the policies it left."""
-    from gradmap_agents import checkpoint, cli
-
-    args = ["--out", str(run_dir), "--logger", plan.logger, "--no-eval",
-            "--set", f"algo.method={method}", "--set", f"seed={seed}",
-            "--set", f"logging.group={cfg.logging.group}",
-            *sum((["--set", s] for s in (*plan.sets, *plan.sets_of(method))), [])]
-    if plan.config:
-        args = ["--config", plan.config, *args]
+    """Train (or resume) through the run API within what is left of the budget, then evaluate
+    the policies on the comparison's environment (a ``--set-method`` that changes the
+    environment gets its own)."""
+    run_cfg = load_config(None, merge(cfg.as_dict(), parse_set(plan.sets_of(method))))
+    if any(getattr(run_cfg, k) != getattr(cfg, k) for k in ("env", "dtype", "device", "env_overrides")):
+        env = build_env(run_cfg)
+    ckpt = run_dir / CHECKPOINT
     budget = plan.budget_s
-    ckpt = run_dir / cli.CHECKPOINT
-    if ckpt.exists():
-        args.append("--resume")
-        if budget is not None:  # a resumed run gets what is left of its budget, not a new one
-            budget -= checkpoint.read(ckpt)[1]["train_seconds"]
-    if budget is not None and budget <= 0:
-        rc = 0
-    else:
-        if budget is not None:
-            args += ["--max-minutes", str(budget / 60.0)]
-        rc = cli.train_main(args)
-    if rc != 0:
-        return {"method": method, "seed": seed, "failed": f"gradmap-train exited {rc}"}
-    run_cfg = checkpoint.config_of(ckpt)
-    same_env = all(getattr(run_cfg, k) == getattr(cfg, k)
-                   for k in ("env", "dtype", "device", "env_overrides"))
-    env = env if same_env else cli._env(run_cfg)  # the comparison's, unless overridden
-    s = checkpoint.load(ckpt, env, run_cfg)
-    report = cli.evaluate_run(run_dir, env, run_cfg, s)
+    if ckpt.exists() and budget is not None:  # a resumed run gets what is left of its budget
+        budget -= checkpoint.read(ckpt)[1]["train_seconds"]
+    try:
+        if budget is not None and budget <= 0:  # spent before a kill: evaluate what is there
+            s = checkpoint.load(ckpt, env, run_cfg)
+        else:
+            s = train_run(run_dir, run_cfg, env=env, resume=ckpt.exists(), logger=plan.logger,
+                          max_seconds=budget, evaluate=False).state
+        report = evaluate_run(run_dir, env, run_cfg, s)
+    except (FloatingPointError, checkpoint.CheckpointError) as exc:
+        return {"method": method, "seed": seed, "failed": f"{type(exc).__name__}: {exc}"}
     return {"method": method, "seed": seed, "test": _prefixed(report, "test/"),
             "train_seconds": s.train_seconds, "env_gradients": s.env_gradients,
             "iterations": s.iteration, "history": s.history}
@@ -215,9 +212,6 @@ def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
 def _config(plan: Plan, method: str, config_class, **fixed):
     """``config_class`` from ``method``'s ``--set-method`` values (parsed and checked like every
     config: :func:`gradmap_agents.config.parse_set`, :func:`gridedge_env.config.from_dict`)."""
-    from gradmap_agents.config import parse_set
-    from gridedge_env.config import from_dict
-
     return from_dict(config_class, {**parse_set(plan.sets_of(method)), **fixed}, method)
 
 
@@ -225,13 +219,8 @@ def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     """Stable-Baselines3 PPO with parameter sharing (the PettingZoo route) within the budget;
     the SB3 model in ``model.zip``, its observation statistics in ``vecnormalize.json``. A
     killed run restarts from scratch."""
-    import dataclasses
 
-    from gradmap_agents.evaluate import evaluate
-    from gradmap_agents.loggers import RunLogger
-
-    from .resim import save_obs_norm
-    from .sb3_ippo import SB3Config, train_sb3
+    from .sb3_ippo import SB3Config, train_sb3  # Stable-Baselines3 is optional (gridedge[rl])
 
     scfg = _config(plan, method, SB3Config, seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -255,16 +244,8 @@ def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     """MAPPO or IPPO within the budget, checkpointed at every validation
     (``ppo_checkpoint.safetensors``) and resumed from it with what is left of the budget; the
     deterministic actors' weights in ``actor.safetensors`` and their test metrics."""
-    import dataclasses
 
-    from safetensors.torch import save_file
 
-    from gradmap_agents.checkpoint import atomic_write
-    from gradmap_agents.evaluate import evaluate
-    from gradmap_agents.loggers import RunLogger
-
-    from .ppo import PPOConfig, init_ppo, train_ppo
-    from .ppo_checkpoint import load_ppo, save_ppo
 
     pcfg = _config(plan, method, PPOConfig, variant=method, seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -294,12 +275,6 @@ def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
 
 def _fixed(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     """Rule, no control or the oracle on the test days, logged like a run."""
-    from gradmap_agents.evaluate import evaluate, no_control
-    from gradmap_agents.loggers import RunLogger
-
-    from .oracle import OracleConfig, oracle
-    from .rule import rule_based
-
     run_dir.mkdir(parents=True, exist_ok=True)
     test = env.scenario.split.test
     t0 = time.perf_counter()
@@ -325,8 +300,6 @@ def _prefixed(report: dict, prefix: str) -> dict:
 def _table(results: list[dict], nc_val: dict) -> dict:
     """Per-run rows with time to target (against the comparison's best feasible validation
     cost) and per-method aggregates."""
-    from gradmap_agents.evaluate import time_to_target
-
     ok = [r for r in results if "failed" not in r]
     bound = 0.1 * nc_val["violation_magnitude"]
     feasible = [h["val/cost"] for r in ok for h in r["history"]
@@ -359,16 +332,13 @@ def _table(results: list[dict], nc_val: dict) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    from gradmap_agents.checkpoint import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
 
 
 def _write_outputs(out: Path, table: dict, results: list[dict], nc_val: dict) -> None:
-    from gradmap_agents.checkpoint import atomic_write
 
-    from .compare_plots import cost_vs_violation, learning_curves
 
     fields = ["method", "seed", "failed", *COLUMNS, "train_seconds", "env_gradients",
               "time_to_target_s", "env_gradients_to_target", "optimality_gap", *OPENDSS_COLUMNS]

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import torch
 
 from gradmap_agents.dual import dual_ascent, init_duals, penalty, tightened
-from gradmap_agents.evaluate import _cat, metrics
+from gradmap_agents.evaluate import metrics
 from gridedge_env.config import check_fields
-from gridedge_env.rollout import rollout
+from gridedge_env.rollout import concat, rollout
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,7 @@ def _solve(env, days, cfg: OracleConfig, constrained: bool, progress_fn=None) ->
     pol = OpenLoop(len(days), env.n_steps, env.n_agents, env.node_mask.dtype, env.node_mask.device)
     opt = torch.optim.Adam(pol.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
-    duals = init_duals("node_time", env.n_steps, env.scenario.feeder.n_nodes,
-                       len(env.powerflow.line_phase_names), 0.0, 0.0,
-                       dtype=env.node_mask.dtype, device=env.node_mask.device)
+    duals = init_duals(env, "node_time", 0.0, 0.0)
     for it in range(cfg.iterations):
         roll = rollout(env, days, pol)
         loss = roll.cost.sum()
@@ -115,7 +113,7 @@ def oracle(env, days, cfg: OracleConfig | None = None,
         with torch.no_grad():
             rolls.append(rollout(env, chunk, pol))
             bounds.append(rollout(env, chunk, relaxed).cost)
-    roll = rolls[0] if len(rolls) == 1 else _cat(rolls)
+    roll = rolls[0] if len(rolls) == 1 else concat(rolls)
     out = metrics(env, roll)
     lb = float(torch.cat(bounds).mean())
     out.update(lower_bound_cost=lb, optimality_gap=(out["cost"] - lb) / abs(lb),

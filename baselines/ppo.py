@@ -36,12 +36,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from gradmap_agents.dual import dual_ascent, init_duals
-from gradmap_agents.evaluate import evaluate, no_control
+from gradmap_agents.dual import Duals, dual_ascent, init_duals, penalty
+from gradmap_agents.evaluate import evaluate
 from gradmap_agents.policy import StackedMLP, StackedPolicy, kind_groups, observation_stats
 from gridedge_env.config import check_fields
-from gridedge_env.core import global_state, make_params, reset, step
+from gridedge_env.core import global_state, make_env, reset, step
 from gridedge_env.costs import Constraints
+from gridedge_env.rollout import no_control, rollout
 
 ROLLOUTS = ("eager", "compiled", "compiled_fp32")
 
@@ -218,9 +219,7 @@ def init_ppo(env, cfg: PPOConfig) -> PPOState:
         critic = CentralCritic(gs.shape[-1], n, cfg.critic_hidden, gs.mean(0),
                                gs.std(0).clamp_min(1e-3))
     log_std = torch.nn.Parameter(torch.full((n,), cfg.init_log_std, dtype=torch.float32))
-    d = init_duals("node_time", env.n_steps, env.scenario.feeder.n_nodes,
-                   len(env.powerflow.line_phase_names), cfg.init_voltage_gbp_per_pu,
-                   cfg.init_line_gbp, dtype=env.node_mask.dtype)
+    d = init_duals(env, "node_time", cfg.init_voltage_gbp_per_pu, cfg.init_line_gbp)
     nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
     return PPOState(actor, log_std, critic, ValueNorm(n),
                     torch.optim.Adam([*actor.parameters(), log_std], lr=cfg.actor_lr),
@@ -229,16 +228,14 @@ def init_ppo(env, cfg: PPOConfig) -> PPOState:
 
 
 def _global_states(env, days):
-    """No-control global states of ``days`` ``(D T, G)`` (the central critic's normalisation)."""
-    state, _ = reset(env, len(days), days=days)
-    out = []
+    """No-control global states of ``days`` ``(T D, G)`` (the central critic's normalisation):
+    every agent's observation and the previous step's voltage at every agent's node, as
+    :func:`gridedge_env.core.global_state` gives them, step-major."""
     with torch.no_grad():
-        from gridedge_env.scenarios.analysis import no_control_actions
-
-        for _ in range(env.n_steps):
-            out.append(global_state(env, state))
-            state, _ = step(env, state, no_control_actions(env, state))
-    return torch.cat(out, 0)
+        roll = rollout(env, days, no_control(env), path="stepwise")
+    v_prev = torch.cat([torch.ones_like(roll.v_pu[:, :1]), roll.v_pu[:, :-1]], 1)
+    g = torch.cat([roll.obs.flatten(2), (v_prev[..., env.agent_node] - 1) / 0.05], -1)
+    return g.transpose(0, 1).reshape(-1, g.shape[-1])
 
 
 @torch.no_grad()
@@ -248,8 +245,7 @@ def collect(env, cfg: PPOConfig, s: PPOState, days) -> dict:
     state, obs = reset(env, len(days), days=days)
     dtype = obs.dtype  # the environment's: float64, or float32 (the fused compiled step)
     std, log_std = s.log_std.exp().to(dtype), s.log_std.to(dtype)
-    mu_v_over, mu_v_under, mu_line = (d.to(dtype) for d in (s.duals.v_over, s.duals.v_under,
-                                                              s.duals.line))
+    duals = Duals(*(d.to(dtype) for d in s.duals))
     rec = {k: [] for k in ("obs", "gs", "act", "logp", "rew", "val", "v_over", "v_under", "line")}
     for t in range(env.n_steps):
         mu = s.actor(obs)
@@ -262,8 +258,8 @@ def collect(env, cfg: PPOConfig, s: PPOState, days) -> dict:
         rec["logp"].append(_log_prob(a, mu, log_std))
         state, out = step(env, state, a)
         c = out.constraints
-        net = ((mu_v_over[t] * c.v_over_pu).sum(-1) + (mu_v_under[t] * c.v_under_pu).sum(-1)
-               + (mu_line[t] * c.line_over).sum(-1))  # (B,) GBP, the step's network term
+        net = penalty(Duals(*(mu[t:t + 1] for mu in duals)),  # (B,) GBP, the step's network term
+                      Constraints(c.v_over_pu[:, None], c.v_under_pu[:, None], c.line_over[:, None], None))
         own = sum(out.costs[k] for k in out.costs)
         rec["rew"].append(-(own + net[:, None] / env.n_agents))
         for k, v in (("v_over", c.v_over_pu), ("v_under", c.v_under_pu), ("line", c.line_over)):
@@ -338,7 +334,7 @@ def _rollout_env(env, cfg: PPOConfig, s: PPOState):
         return env
     if s.rollout_env is None:
         dtype = torch.float32 if cfg.rollout == "compiled_fp32" else env.node_mask.dtype
-        s.rollout_env = make_params(replace(env.config, compile=True),
+        s.rollout_env = make_env(replace(env.config, compile=True),
                                     device=env.node_mask.device, dtype=dtype)
     return s.rollout_env
 

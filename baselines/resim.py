@@ -5,7 +5,7 @@ Every run directory keeps what its policy needs: ``checkpoint.safetensors`` (Gra
 GradMA), ``actor.safetensors`` and the ``ppo_config`` in ``result.json`` (MAPPO, IPPO),
 ``model.zip`` and ``vecnormalize.json`` (SB3). Rule and no control are rebuilt from the
 environment. The re-simulation steps the test days with OpenDSS solving every power flow
-(:func:`gradmap_agents.cli.opendss_check`, the check of ``gradmap-eval --opendss``), so a
+(:func:`gradmap_agents.opendss_check.opendss_check`, the check of ``gradmap-eval --opendss``), so a
 comparison's numbers do not rest on our solver alone. The oracle is not re-simulated: its
 result is an optimised action sequence per day, not a policy of observations.
 """
@@ -17,6 +17,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from safetensors.torch import load_file
+
+from gradmap_agents import checkpoint
+from gradmap_agents.checkpoint import atomic_write
+from gradmap_agents.opendss_check import opendss_check
+from gradmap_agents.runs import CHECKPOINT
+from gridedge_env.config import from_dict
+from gridedge_env.rollout import no_control
+
+from .ppo import PPOConfig, make_actor
+from .rule import rule_based
 
 RESIMULATED = ("gradmap", "gradma", "mappo", "ippo", "sb3-ippo", "rule", "no-control")
 
@@ -28,9 +39,7 @@ class MissingPolicy(RuntimeError):
 def policy_of(method: str, result: dict, run_dir: Path, env):
     """The rollout policy of a finished run of ``method`` (``result``: its ``result.json``)."""
     if method in ("gradmap", "gradma"):
-        from gradmap_agents import checkpoint, cli
-
-        ckpt = _need(run_dir / cli.CHECKPOINT)
+        ckpt = _need(run_dir / CHECKPOINT)
         return checkpoint.load(ckpt, env, checkpoint.config_of(ckpt)).policy
     if method in ("mappo", "ippo"):
         return _ppo_actor(result, _need(run_dir / "actor.safetensors"), env)
@@ -39,12 +48,8 @@ def policy_of(method: str, result: dict, run_dir: Path, env):
 
         return SB3Policy.load(_need(run_dir / "model.zip"), _need(run_dir / "vecnormalize.json"))
     if method == "rule":
-        from .rule import rule_based
-
         return rule_based(env)
     if method == "no-control":
-        from gradmap_agents.evaluate import no_control
-
         return no_control(env)
     raise ValueError(f"{method}: no policy to re-simulate (re-simulated: {', '.join(RESIMULATED)})")
 
@@ -56,12 +61,6 @@ def _need(path: Path) -> Path:
 
 
 def _ppo_actor(result: dict, weights: Path, env):
-    from safetensors.torch import load_file
-
-    from gridedge_env.config import from_dict
-
-    from .ppo import PPOConfig, make_actor
-
     cfg = from_dict(PPOConfig, result["ppo_config"], f"{weights.parent}/result.json ppo_config")
     actor = make_actor(env, cfg)
     actor.load_state_dict(load_file(weights), strict=True)
@@ -71,8 +70,6 @@ def _ppo_actor(result: dict, weights: Path, env):
 def resimulate(method: str, result: dict, run_dir: Path, env) -> dict:
     """OpenDSS metrics of a finished run's policy on the test days (keys without a prefix,
     plus ``max_v_diff_pu``, ``max_action_diff`` and ``seconds``)."""
-    from gradmap_agents.cli import opendss_check
-
     policy = policy_of(method, result, run_dir, env)
     t0 = time.perf_counter()
     out = opendss_check(env, policy, env.scenario.split.test)
@@ -84,8 +81,6 @@ def resimulate(method: str, result: dict, run_dir: Path, env) -> dict:
 def save_obs_norm(vecnorm, path: Path) -> None:
     """``VecNormalize``'s observation statistics as JSON (what :class:`SB3Policy` needs to act;
     SB3's own ``save`` pickles, and loading a pickle executes code)."""
-    from gradmap_agents.checkpoint import atomic_write
-
     stats = {"mean": np.asarray(vecnorm.obs_rms.mean).tolist(),
              "var": np.asarray(vecnorm.obs_rms.var).tolist(),
              "clip_obs": float(vecnorm.clip_obs), "epsilon": float(vecnorm.epsilon)}

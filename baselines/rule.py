@@ -8,7 +8,7 @@ Every rule uses only the agent's own local observation and its own device parame
   demand (not more: exporting pays only the export price), but never below the day's initial
   SoC (the terminal penalty, ``docs/devices.md``, makes ending lower a loss); otherwise idle;
 - **heat pump, thermostat**: the electric power that brings the home to its lower comfort limit
-  + 0.5 K within the step (as no control; ``gridedge_env.scenarios.analysis``);
+  + 0.5 K within the step (as no control; ``gridedge_env.analysis``);
 - **generator, marginal price**: the output that maximises ``price p - (a p^2 + b p)``,
   ``p = clip((price - b) / (2 a), 0, p_max)``;
 - **volt-watt droop** (with ``observe_voltage``, on top of the above): from 1.03 p.u. of the
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from gridedge_env.devices import battery
-from gridedge_env.scenarios.analysis import thermostat_kw
+from gridedge_env.devices.heat_pump import thermostat_kw
 
 #: Observation columns (``gridedge_env.core``): price / 0.5, demand / 3, PV / 5, device state
 #: (``2 soc - 1`` for batteries), (v - 1) / 0.05.

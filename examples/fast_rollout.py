@@ -21,13 +21,13 @@ import gridedge_env as ge
 def rollout(env_id: str, days: int, dtype, compile: bool):
     vec = ge.make_vec(env_id, num_envs=days, dtype=dtype, compile=compile)
     g = torch.Generator().manual_seed(0)
-    actions = (torch.rand(vec.params.n_steps, days, vec.n_agents, generator=g) * 2 - 1).to(dtype)
+    actions = (torch.rand(vec.env.n_steps, days, vec.n_agents, generator=g) * 2 - 1).to(dtype)
     for seed in (0, 0):  # the first day warms up: compile=True compiles and settles its
         vec.reset(seed=seed)  # unrolled iteration count (recompiling when a step needs more)
         t0 = time.perf_counter()
-        for t in range(vec.params.n_steps):
+        for t in range(vec.env.n_steps):
             out = vec.step(actions[t])
-    rate = days * vec.n_agents * vec.params.n_steps / (time.perf_counter() - t0)
+    rate = days * vec.n_agents * vec.env.n_steps / (time.perf_counter() - t0)
     return rate, out.info["v_pu"].double()
 
 

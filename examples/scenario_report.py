@@ -17,12 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from gridedge_env.scenarios import (  # noqa: E402
-    SCENARIOS,
-    build_scenario,
-    no_control_voltages,
-    violation_stats,
-)
+from gridedge_env.analysis import no_control_voltages, violation_stats  # noqa: E402
+from gridedge_env.scenarios import SCENARIOS, build_scenario  # noqa: E402
 
 
 def envelope_plot(name, scn, out: Path) -> Path:

@@ -1,6 +1,6 @@
 """GradMAP from Python: train on ieee13-50, evaluate on the test days, export one ONNX file per
 agent (``python examples/train_gradmap.py [ITERATIONS]``; the CLI equivalent is
-``gradmap-train --config configs/ieee13-50.yaml``).
+``gradmap-train --config ieee13-50``).
 
 The trainer reports through a callback (``progress_fn``); here it prints every validation point.
 """
@@ -10,14 +10,15 @@ import tempfile
 from pathlib import Path
 
 from gradmap_agents.config import load_config
-from gradmap_agents.evaluate import evaluate, no_control
+from gradmap_agents.evaluate import evaluate
 from gradmap_agents.export import export_policies
 from gradmap_agents.train import train
 from gridedge_env.registry import env_params
+from gridedge_env.rollout import no_control
 
 
 def main(iterations: int = 100) -> dict:
-    cfg = load_config("configs/ieee13-50.yaml", {"iterations": iterations, "eval_every": 25})
+    cfg = load_config("ieee13-50", {"iterations": iterations, "eval_every": 25})
     env = env_params(cfg.env)  # the batched, differentiable core (float64, CPU)
 
     def progress(m):

@@ -1,4 +1,4 @@
-"""Benchmarks: the environment gradient (``gridedge-bench envgrad``), time to target of the
+"""Benchmarks: the environment gradient (``gradmap-bench --envgrad``), time to target of the
 training methods (``gradmap-bench``), the stacked-policy kernel against TorchRL's
 ``MultiAgentMLP`` (``gradmap-bench --kernel``) and the seconds per update of each method
 (``gradmap-bench --update``). All print JSON; tables are in ``docs/gradmap.md``."""
@@ -10,26 +10,28 @@ import time
 
 import torch
 
+from gridedge_env.benchmarks.common import machine, sync
+from gridedge_env.registry import env_params
+from gridedge_env.rollout import rollout
 
-def _sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+from .config import load_config, merge, parse_set
+from .dual import init_duals
+from .evaluate import evaluate, time_to_target
+from .gradmap import environment_gradient, gradma_update, gradmap_update, lagrangian
+from .policy import StackedMLP, StackedPolicy, kind_groups
+from .train import init_state, train
 
 
 def _one_gradient(env, policy, days, duals, path):
-    from gridedge_env.rollout import rollout
-
-    from .gradmap import lagrangian
-
     dev = env.node_mask.device
-    _sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     roll = rollout(env, days, policy, perturb=True, path=path)
     loss = lagrangian(roll, duals)
-    _sync(dev)
+    sync(dev)
     t1 = time.perf_counter()
     grads = torch.autograd.grad(loss, [roll.delta, *policy.parameters()])
-    _sync(dev)
+    sync(dev)
     return t1 - t0, time.perf_counter() - t1, grads
 
 
@@ -39,19 +41,11 @@ def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = 
     """Seconds per environment gradient (rollout + Lagrangian forward, backward to the action
     perturbation and every policy parameter) of the whole-day path and of stepping
     ``core.step``, in interleaved rounds (one of each per round; each side's best round)."""
-    from gridedge_env.bench import machine
-    from gridedge_env.registry import env_params
-
-    from .dual import init_duals
-    from .policy import StackedPolicy, kind_groups
-
     dt = {"fp64": torch.float64, "fp32": torch.float32}[dtype]
     env = env_params(env_id, device=device, dtype=dt, compile=compile)
     policy = StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, hidden),
                            seed=0, device=env.node_mask.device)  # float32, as the trainer's
-    duals = init_duals("node_time", env.n_steps, env.scenario.feeder.n_nodes,
-                       len(env.powerflow.line_phase_names), 100.0, 10.0, dtype=dt,
-                       device=env.node_mask.device)
+    duals = init_duals(env, "node_time", 100.0, 10.0)
     day_idx = env.scenario.split.train[:days]
     for path in ("whole_day", "stepwise"):  # warm-up (allocator, threads, compilation)
         _one_gradient(env, policy, day_idx, duals, path)
@@ -79,13 +73,6 @@ def bench_methods(env_id: str, methods: list[str], seeds: int, config: str | Non
                   sets: list[str], method_sets: list[str]) -> dict:
     """Train every method with every seed (same days, machine and budget), then time to target
     against the best feasible validation cost any of them reached (``docs/gradmap.md``)."""
-    from gridedge_env.bench import machine
-    from gridedge_env.registry import env_params
-
-    from .config import load_config, merge, parse_set
-    from .evaluate import evaluate, time_to_target
-    from .train import train
-
     base = merge(parse_set(sets), {"env": env_id})
     per_method = {m: parse_set([s.split(":", 1)[1] for s in method_sets if s.startswith(f"{m}:")])
                   for m in methods}
@@ -170,9 +157,7 @@ def bench_kernel(n_agents: int = 1000, samples: tuple[int, ...] = (32, 384, 1536
         raise SystemExit("gradmap-bench --kernel compares with TorchRL's MultiAgentMLP: "
                          "pip install 'gridedge[rl]'") from e
 
-    from gridedge_env.bench import machine
 
-    from .policy import StackedMLP
 
     g = torch.Generator().manual_seed(0)
     ours = StackedMLP(n_agents, obs_dim, hidden, 1, generator=g, dtype=torch.float32)
@@ -207,13 +192,6 @@ def bench_update(env_id: str = "ieee123-1000-v0", repeats: int = 3) -> dict:
     (:func:`.train.init_state`, ``TrainConfig``): GradMAP's environment gradient (action-space
     gradient only), the whole GradMAP update (that plus ``K x M`` surrogate steps) and a GradMA
     update (environment gradient with parameter gradients, one step), on the same days."""
-    from gridedge_env.bench import machine
-    from gridedge_env.registry import env_params
-
-    from .config import load_config
-    from .gradmap import environment_gradient, gradma_update, gradmap_update
-    from .train import init_state
-
     cfg = load_config(None, {"env": env_id})
     env = env_params(env_id)
     s, a = init_state(env, cfg), cfg.algo

@@ -1,6 +1,10 @@
-"""Training configuration: frozen dataclasses are the truth, YAML files under ``configs/`` hold
-overrides only (a test loads every file). Unknown keys, wrong types and impossible values raise
-:class:`~gridedge_env.config.ConfigError` naming the file and key (``gridedge_env.config``).
+"""Training configuration: frozen dataclasses are the truth, YAML files hold overrides only.
+
+The registered configs ship inside the package (``gradmap_agents/configs/*.yaml``, a test loads
+every one) and are passed by name: ``gradmap-train --config ieee13-50`` (:func:`config_names`,
+:func:`config_path`); any other YAML file is passed by its path. Unknown keys, wrong types and
+impossible values raise :class:`~gridedge_env.config.ConfigError` naming the file and key
+(``gridedge_env.config``).
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -192,8 +197,50 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
+def config_names() -> list[str]:
+    """Names of the registered training configs, sorted: the YAML files shipped in
+    ``gradmap_agents/configs/`` without their suffix (``ieee13-50``, ``ieee123-1000``, ...).
+    Each is a valid ``--config`` value and :func:`config_path` argument."""
+    root = resources.files("gradmap_agents").joinpath("configs")
+    return sorted(f.name.removesuffix(".yaml") for f in root.iterdir()
+                  if f.is_file() and f.name.endswith(".yaml"))
+
+
+def config_path(name: str) -> Path:
+    """The file of the registered training config ``name`` (``"ieee13-50"``, or
+    ``"ieee13-50.yaml"``), inside the installed package. An unknown name raises
+    :class:`~gridedge_env.config.ConfigError` listing :func:`config_names`."""
+    stem = str(name).removesuffix(".yaml")
+    names = config_names()
+    if stem not in names:
+        raise ConfigError(f"config {str(name)!r}: not a registered config name "
+                          f"(registered: {', '.join(names)})")
+    return Path(str(resources.files("gradmap_agents").joinpath("configs", f"{stem}.yaml")))
+
+
+def _config_file(value: str | Path) -> Path:
+    """``value`` as an existing file, else as a registered name (a bare name, no folder)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    names = config_names()
+    if path.name == str(value) and str(value).removesuffix(".yaml") in names:
+        return config_path(str(value))
+    raise ConfigError(f"config {str(value)!r}: not a file and not a registered config name "
+                      f"(registered: {', '.join(names)})")
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
-    """A :class:`TrainConfig` from a YAML file (or the defaults) with ``overrides`` on top."""
+    """A :class:`TrainConfig` from a YAML file or a registered config name (``"ieee13-50"``,
+    :func:`config_names`), or the defaults (``None``), with ``overrides`` on top. An existing
+    file wins over a name. A file without any key (empty, or only comments) is an error."""
     if path is None:
         return from_dict(TrainConfig, merge({}, overrides or {}), "config")
+    path = _config_file(path)
+    try:
+        empty = yaml.safe_load(path.read_text()) is None
+    except (OSError, yaml.YAMLError):
+        empty = False  # load_yaml reports it, naming the file
+    if empty:
+        raise ConfigError(f"{path}: config file is empty (no keys; omit --config for the defaults)")
     return load_yaml(TrainConfig, path, overrides)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 
-from gridedge_env.costs import Constraints
+from gridedge_env.costs import Constraints, constraints
 
 GRANULARITIES = ("node_time", "node", "time", "global")
 
@@ -29,9 +29,9 @@ GRANULARITIES = ("node_time", "node", "time", "global")
 class Duals(NamedTuple):
     """Multipliers, GBP per unit of violation per (day, step, node-phase or line-phase)."""
 
-    v_over: torch.Tensor  # (T|1, n|1), GBP/p.u.
-    v_under: torch.Tensor  # (T|1, n|1), GBP/p.u.
-    line: torch.Tensor  # (T|1, r|1), GBP per unit overload
+    v_over_pu: torch.Tensor  # (T|1, n|1), GBP/p.u.: weighs Constraints.v_over_pu
+    v_under_pu: torch.Tensor  # (T|1, n|1), GBP/p.u.: weighs Constraints.v_under_pu
+    line_over: torch.Tensor  # (T|1, r|1), GBP per unit overload: weighs Constraints.line_over
 
 
 def _shape(granularity: str, n_steps: int, width: int) -> tuple[int, int]:
@@ -41,16 +41,17 @@ def _shape(granularity: str, n_steps: int, width: int) -> tuple[int, int]:
             width if granularity in ("node_time", "node") else 1)
 
 
-def init_duals(granularity: str, n_steps: int, n_nodes: int, n_line_phases: int,
-               voltage_gbp_per_pu: float, line_gbp: float, *, dtype=torch.float64,
-               device="cpu") -> Duals:
-    """Constant initial multipliers of the given granularity."""
-    def full(width, value):
-        return torch.full(_shape(granularity, n_steps, width), float(value), dtype=dtype,
-                          device=device)
+def init_duals(env, granularity: str, voltage_gbp_per_pu: float, line_gbp: float) -> Duals:
+    """Constant initial multipliers of the given granularity for ``env``'s nodes and line phases
+    (in the environment's dtype and device)."""
+    n_lines = len(env.powerflow.line_phase_names)
 
-    return Duals(full(n_nodes, voltage_gbp_per_pu), full(n_nodes, voltage_gbp_per_pu),
-                 full(n_line_phases, line_gbp))
+    def full(width, value):
+        return torch.full(_shape(granularity, env.n_steps, width), float(value),
+                          dtype=env.node_mask.dtype, device=env.node_mask.device)
+
+    return Duals(full(env.scenario.feeder.n_nodes, voltage_gbp_per_pu),
+                 full(env.scenario.feeder.n_nodes, voltage_gbp_per_pu), full(n_lines, line_gbp))
 
 
 def tightened(env, v_pu: torch.Tensor, line_loading: torch.Tensor, margin_pu: float = 0.0,
@@ -60,17 +61,16 @@ def tightened(env, v_pu: torch.Tensor, line_loading: torch.Tensor, margin_pu: fl
     policies off the limits, so that days not trained on stay inside them (**Decision**,
     ``docs/gradmap.md``); evaluation always uses the limits themselves."""
     lim = env.scenario.config.limits
-    mask = env.node_mask
-    return Constraints(torch.relu(v_pu - (lim.v_max_pu - margin_pu)) * mask,
-                       torch.relu((lim.v_min_pu + margin_pu) - v_pu) * mask,
-                       torch.relu(line_loading - (lim.line_loading_max - line_margin)),
-                       None)
+    return constraints(v_pu, line_loading, lim.v_min_pu + margin_pu, lim.v_max_pu - margin_pu,
+                       lim.line_loading_max - line_margin, env.node_mask)
 
 
 def penalty(duals: Duals, cons) -> torch.Tensor:
-    """``sum mu * g`` per day ``(B,)`` for constraint terms ``(B, T, n|r)``."""
-    return ((duals.v_over * cons.v_over_pu).sum((1, 2)) + (duals.v_under * cons.v_under_pu).sum((1, 2))
-            + (duals.line * cons.line_over).sum((1, 2)))
+    """``sum mu * g`` per day ``(B,)`` for constraint terms ``(B, T, n|r)`` (one step of a day:
+    ``(B, 1, n|r)`` terms and that step's multipliers)."""
+    return ((duals.v_over_pu * cons.v_over_pu).sum((1, 2))
+            + (duals.v_under_pu * cons.v_under_pu).sum((1, 2))
+            + (duals.line_over * cons.line_over).sum((1, 2)))
 
 
 def dual_ascent(duals: Duals, cons, rho_v: float, rho_line: float, mu_max: float) -> Duals:
@@ -81,5 +81,5 @@ def dual_ascent(duals: Duals, cons, rho_v: float, rho_line: float, mu_max: float
         grouped = mean.sum(dim=dims, keepdim=True) if dims else mean  # (sum over no dims = all)
         return torch.clamp(mu + rho * grouped, 0.0, mu_max)
 
-    return Duals(step(duals.v_over, cons.v_over_pu, rho_v), step(duals.v_under, cons.v_under_pu, rho_v),
-                 step(duals.line, cons.line_over, rho_line))
+    return Duals(step(duals.v_over_pu, cons.v_over_pu, rho_v), step(duals.v_under_pu, cons.v_under_pu, rho_v),
+                 step(duals.line_over, cons.line_over, rho_line))

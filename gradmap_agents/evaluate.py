@@ -13,17 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from gridedge_env.rollout import DayRollout, rollout
-from gridedge_env.scenarios.analysis import no_control_actions
-
-
-def no_control(env):
-    """No control as a rollout policy: batteries idle, generators off, heat pumps on their
-    thermostat (``gridedge_env.scenarios.analysis``)."""
-    def act(obs, t, state):
-        return no_control_actions(env, state)
-
-    return act
+from gridedge_env.rollout import DayRollout, concat, rollout
 
 
 def metrics(env, roll: DayRollout) -> dict[str, float]:
@@ -59,22 +49,8 @@ def evaluate(env, policy, days, chunk: int = 64) -> tuple[dict[str, float], DayR
     over ``days``, in chunks of ``chunk`` days; also returns the first chunk's rollout."""
     days = torch.as_tensor(days, dtype=torch.long)
     rolls = [rollout(env, c, policy) for c in days.split(chunk)]
-    roll = rolls[0] if len(rolls) == 1 else _cat(rolls)
+    roll = rolls[0] if len(rolls) == 1 else concat(rolls)
     return metrics(env, roll), roll
-
-
-def _cat(rolls: list[DayRollout]) -> DayRollout:
-    def cat(xs):
-        x = xs[0]
-        if isinstance(x, torch.Tensor):
-            return torch.cat(xs, 0) if x.ndim else x
-        if isinstance(x, dict):
-            return {k: cat([r[k] for r in xs]) for k in x}
-        if isinstance(x, tuple):
-            return type(x)(*(cat([r[i] for r in xs]) for i in range(len(x))))
-        return x
-
-    return DayRollout(*(cat([r[i] for r in rolls]) for i in range(len(rolls[0]))))
 
 
 def target_reached(val: dict, no_control_val: dict, best_feasible_cost: float,

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gridedge_env.rollout import no_control
+
 from .config import TrainConfig
 from .dual import Duals, dual_ascent, init_duals
-from .evaluate import evaluate, metrics, no_control
+from .evaluate import evaluate, metrics
 from .gradmap import gradma_update, gradmap_update
 from .policy import StackedPolicy, kind_groups, observation_stats
 
@@ -71,9 +73,7 @@ def init_state(env, cfg: TrainConfig) -> TrainState:
     policy.set_normalisation(*observation_stats(roll.obs))
     nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
     d = cfg.dual
-    duals = init_duals(d.granularity, env.n_steps, env.scenario.feeder.n_nodes,
-                       len(env.powerflow.line_phase_names), d.init_voltage_gbp_per_pu,
-                       d.init_line_gbp, dtype=env.node_mask.dtype, device=env.node_mask.device)
+    duals = init_duals(env, d.granularity, d.init_voltage_gbp_per_pu, d.init_line_gbp)
     return TrainState(policy=policy, optimizer=make_optimizer(policy, cfg), duals=duals,
                       day_generator=torch.Generator().manual_seed(cfg.seed + 1),
                       minibatch_generator=torch.Generator().manual_seed(cfg.seed + 2),
@@ -107,8 +107,8 @@ def iterate(env, cfg: TrainConfig, s: TrainState) -> dict:
     return {"iteration": s.iteration, "train/env_gradients": s.env_gradients,
             "train/wall_seconds": s.train_seconds, "train/lagrangian": eg.loss,
             **{f"train/{k}": m[k] for k in ("cost", "violation_magnitude", "violation_frequency")},
-            "dual/v_mean": float((s.duals.v_over + s.duals.v_under).mean() / 2),
-            "dual/line_mean": float(s.duals.line.mean())}
+            "dual/v_mean": float((s.duals.v_over_pu + s.duals.v_under_pu).mean() / 2),
+            "dual/line_mean": float(s.duals.line_over.mean())}
 
 
 def validate(env, s: TrainState) -> dict:

@@ -6,7 +6,10 @@ batched, differentiable power flow). Importing the package registers the central
 views (``gymnasium.make("gridedge/IEEE13-50-v0")``). See ``docs/index.md``.
 """
 
-from .network import BUNDLED, Feeder, load_feeder
+from importlib.metadata import version as _version
+
+from .feeders import load_feeder
+from .network import BUNDLED, Feeder
 from .powerflow import PowerFlow, PowerFlowError, PowerFlowResult
 from .registry import make, make_vec, register, registry
 from .wrappers import gymnasium as _gymnasium  # noqa: F401  registers gridedge/IEEE13-50-v0, ...
@@ -23,4 +26,4 @@ __all__ = [
     "register",
     "registry",
 ]
-__version__ = "0.1.0.dev0"
+__version__ = _version("gridedge")  # the installed distribution's, from pyproject.toml

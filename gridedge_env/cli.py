@@ -7,6 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from .benchmarks.env import bench_env
+from .benchmarks.powerflow import append_table_row, bench_powerflow
+from .feeders import load_feeder
+from .network import BUNDLED
+from .opendss.crosscheck import compare
+
 #: Acceptance gates of ``gridedge-validate`` (the requirement is 1e-6 p.u. on voltages; the test
 #: suite holds the bundled feeders to the tighter gates of docs/powerflow.md, error budget).
 GATES = {"max_v_err_pu": 1e-6, "max_v_ll_err_pu_floating": 1e-6, "max_angle_err_deg": 1e-4,
@@ -14,8 +20,6 @@ GATES = {"max_v_err_pu": 1e-6, "max_v_ll_err_pu_floating": 1e-6, "max_angle_err_
 
 
 def _feeder_and_master(spec: str, taps: str):
-    from .network import BUNDLED, load_feeder
-
     if spec.lower() in BUNDLED:
         return load_feeder(spec), None
     path = Path(spec)
@@ -43,8 +47,6 @@ def validate_main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.scenarios < 0:
         ap.error("--scenarios must be >= 0")
-    from .validation import compare
-
     feeder, master = _feeder_and_master(args.feeder, args.taps)
     modes = ["zip", "pq"] if args.load_model == "both" else [args.load_model]
     results = [compare(feeder, args.scenarios, args.seed, m, master) for m in modes]
@@ -85,8 +87,8 @@ def _print_comparisons(results) -> None:
 
 def bench_main(argv=None) -> int:
     """``gridedge-bench powerflow --feeder F --batch N [--device] [--dtype] [--json]``,
-    ``gridedge-bench env --scenario ID --num-envs N [--device] [--dtype] [--compile] [--json]`` or
-    ``gridedge-bench envgrad --scenario ID --days B [--dtype] [--json]``."""
+    ``gridedge-bench env --scenario ID --num-envs N [--device] [--dtype] [--compile] [--json]``.
+    The environment-gradient benchmark needs a policy: ``gradmap-bench --envgrad``."""
     ap = argparse.ArgumentParser(prog="gridedge-bench", description=bench_main.__doc__)
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("powerflow", help="solves/s of our power flow vs OpenDSS")
@@ -114,33 +116,8 @@ def bench_main(argv=None) -> int:
     e.add_argument("--repeats", type=int, default=3,
                    help="timing rounds: one peer day, then ours for as long; each side's best")
     e.add_argument("--json", action="store_true", help="last line: one JSON object")
-    g = sub.add_parser("envgrad", help="seconds per environment gradient: whole-day vs stepwise")
-    g.add_argument("--scenario", default="ieee123-1000-v0")
-    g.add_argument("--days", type=int, default=32)
-    g.add_argument("--device", default="cpu")
-    g.add_argument("--dtype", choices=["fp64", "fp32"], default="fp64")
-    g.add_argument("--hidden", default="16",
-                   help="policy hidden sizes, comma-separated; '' for a linear policy "
-                        "(default 16: the trainer's)")
-    g.add_argument("--repeats", type=int, default=3)
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile each step's devices, costs and observations (both paths)")
-    g.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args(argv)
-    if args.what == "envgrad":
-        from gradmap_agents.bench import bench_envgrad  # the benchmark's policy is the trainer's
-
-        out = bench_envgrad(args.scenario, args.days, args.dtype, args.device,
-                            tuple(int(h) for h in args.hidden.split(",") if h.strip()),
-                            args.repeats, args.compile)
-        for k, v in out.items():
-            print(f"{k:32} {v}")
-        if args.json:
-            print(json.dumps(out))
-        return 0
     if args.what == "env":
-        from .bench_env import bench_env
-
         out = bench_env(args.scenario, args.num_envs, args.steps, args.opendss_envs, args.device,
                         args.dtype, args.compile, args.repeats)
         for k, v in out.items():
@@ -148,15 +125,11 @@ def bench_main(argv=None) -> int:
         if args.json:
             print(json.dumps(out))
         return 0
-    from .bench import bench_powerflow
-
     out = bench_powerflow(args.feeder, args.batch, args.device, args.dtype, args.tol,
                           args.repeats, args.opendss_scenarios)
     for k, v in out.items():
         print(f"{k:32} {v}")
     if args.table is not None:
-        from .bench import append_table_row
-
         append_table_row(args.table, out)
     if args.json:
         print(json.dumps(out))

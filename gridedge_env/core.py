@@ -96,7 +96,7 @@ class StepOut(NamedTuple):
 
 @dataclass(frozen=True, eq=False)
 class EnvParams:
-    """Everything fixed for an environment (built once by :func:`make_params`)."""
+    """Everything fixed for an environment (built once by :func:`make_env`)."""
 
     config: EnvConfig
     scenario: Scenario
@@ -124,7 +124,7 @@ class EnvParams:
         return self.scenario.profiles.dt_minutes / 60.0
 
 
-def make_params(config: EnvConfig, device="cpu", dtype=torch.float64,
+def make_env(config: EnvConfig, device="cpu", dtype=torch.float64,
                 scenario: Scenario | None = None) -> EnvParams:
     """Build the environment once (``scenario``: a prebuilt one, else from ``config``)."""
     scn = build_scenario(config.scenario, dtype=dtype) if scenario is None else scenario
@@ -165,13 +165,13 @@ def _to(scn: Scenario, device) -> Scenario:
         profiles=scn.profiles.to(device))
 
 
-def reset(params: EnvParams, batch: int, *, seed: int | None = None,
+def reset(env: EnvParams, batch: int, *, seed: int | None = None,
           days: torch.Tensor | None = None) -> tuple[EnvState, torch.Tensor]:
     """Start ``batch`` days (drawn from the configured split by ``seed``, or ``days``)."""
-    dev = params.agent_node.device
-    scn = params.scenario
+    dev = env.agent_node.device
+    scn = env.scenario
     if days is None:
-        pool = getattr(scn.split, params.config.split)
+        pool = getattr(scn.split, env.config.split)
         g = torch.Generator().manual_seed(0 if seed is None else int(seed))
         days = pool[torch.randint(len(pool), (batch,), generator=g)]
     days = torch.as_tensor(days, dtype=torch.long, device=dev).reshape(-1)
@@ -189,17 +189,17 @@ def reset(params: EnvParams, batch: int, *, seed: int | None = None,
     state = EnvState(
         day=days, t=torch.zeros(batch, dtype=torch.long, device=dev), soc=soc, soc_init=soc.clone(),
         t_in_c=heat_pump.init_state(scn.heat_pump, batch).t_in_c,
-        v_pu=torch.ones(batch, params.scenario.feeder.n_nodes, dtype=dtype, device=dev),
+        v_pu=torch.ones(batch, env.scenario.feeder.n_nodes, dtype=dtype, device=dev),
         done=torch.zeros(batch, dtype=torch.bool, device=dev), exog=exog)
-    return state, observe(params, state)
+    return state, observe(env, state)
 
 
-def _exog(params: EnvParams, state: EnvState):
+def exogenous(env: EnvParams, state: EnvState):
     """Per-agent demand, PV per kWp ``(B, N)`` and outdoor temperature, prices ``(B, 1)`` at
     each day's current step."""
     demand, pv, series = state.exog
     b, n_t = demand.shape[:2]
-    t = state.t.clamp(max=params.n_steps - 1)  # after the last step: the last slot
+    t = state.t.clamp(max=env.n_steps - 1)  # after the last step: the last slot
     row = torch.arange(b, device=t.device) * n_t + t  # (B,) rows of the (B * T, .) flattening
     d = demand.reshape(b * n_t, -1).index_select(0, row)
     p = pv.reshape(b * n_t, -1).index_select(0, row)
@@ -207,7 +207,7 @@ def _exog(params: EnvParams, state: EnvState):
     return d, p, s[:, 0:1], s[:, 1:2], s[:, 2:3]
 
 
-def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
+def observe(env: EnvParams, state: EnvState) -> torch.Tensor:
     """Local observations ``(B, N, obs_dim)`` (see module docstring), stored feature-major.
 
     The tensor is a ``(B, N, obs_dim)`` view of ``(B, obs_dim, N)`` memory: every feature is
@@ -215,11 +215,11 @@ def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
     agent-major layout makes the compiled step write seven interleaved columns element by
     element, a quarter of its time). Indexing, arithmetic and matmuls take any layout; call
     ``.contiguous()`` where agent-major memory is needed (``docs/env.md``, observations)."""
-    scn = params.scenario
-    demand, pv, t_out, price, _ = _exog(params, state)
-    hh, hp, sl = scn.household, scn.heat_pump, params.kind_slices
+    scn = env.scenario
+    demand, pv, t_out, price, _ = exogenous(env, state)
+    hh, hp, sl = scn.household, scn.heat_pump, env.kind_slices
     b, n = demand.shape
-    phase = 2 * torch.pi * state.t.to(demand.dtype)[:, None] / params.n_steps
+    phase = 2 * torch.pi * state.t.to(demand.dtype)[:, None] / env.n_steps
     band = hp.t_high_c - hp.t_low_c
     n_gen = sl["generator"].stop - sl["generator"].start
     dev_state = torch.cat([2 * state.soc - 1, (state.t_in_c - hp.t_low_c) / band * 2 - 1,
@@ -228,41 +228,41 @@ def observe(params: EnvParams, state: EnvState) -> torch.Tensor:
             (price / 0.5).expand(b, n), demand * (hh.demand_scale / 3.0),
             pv * (torch.where(hh.has_pv, hh.pv_kwp, 0.0) / 5.0), ((t_out - 10) / 10).expand(b, n),
             dev_state]
-    if params.config.observe_voltage:
-        cols.append((state.v_pu[:, params.agent_node] - 1) / 0.05)
+    if env.config.observe_voltage:
+        cols.append((state.v_pu[:, env.agent_node] - 1) / 0.05)
     return torch.stack(cols, dim=1).transpose(1, 2)
 
 
-def global_state(params: EnvParams, state: EnvState) -> torch.Tensor:
+def global_state(env: EnvParams, state: EnvState) -> torch.Tensor:
     """State for centralised critics ``(B, N * obs_dim + N)``: every agent's observation and the
     previous step's voltage at every agent's node."""
-    obs = observe(params, state)
-    return torch.cat([obs.flatten(1), (state.v_pu[:, params.agent_node] - 1) / 0.05], dim=1)
+    obs = observe(env, state)
+    return torch.cat([obs.flatten(1), (state.v_pu[:, env.agent_node] - 1) / 0.05], dim=1)
 
 
-def _stage(params: EnvParams, fn):
-    """``fn`` bound to ``params``, through ``torch.compile`` when ``config.compile`` is set
+def staged(env: EnvParams, fn):
+    """``fn`` bound to ``env``, through ``torch.compile`` when ``config.compile`` is set
     (each environment its own compiled copy: :func:`.compiling.compile_own`)."""
-    if params.config.compile and fn.__name__ not in params.compiled:
-        params.compiled[fn.__name__] = compile_own(fn)
-    return partial(params.compiled.get(fn.__name__, fn), params)
+    if env.config.compile and fn.__name__ not in env.compiled:
+        env.compiled[fn.__name__] = compile_own(fn)
+    return partial(env.compiled.get(fn.__name__, fn), env)
 
 
-def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvState, StepOut]:
+def step(env: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvState, StepOut]:
     """Advance every day by one step. ``action``: ``(B, N)`` in ``[-1, 1]`` (values outside are
     clamped and counted in ``info["clipped_actions"]``)."""
     if bool(state.done.any()):
         raise RuntimeError("step() called on a finished day; call reset() first")
-    b, n = action.shape[0], params.n_agents
+    b, n = action.shape[0], env.n_agents
     if action.shape != (b, n):
         raise ValueError(f"action must have shape (B, {n}), got {tuple(action.shape)}")
-    sl = params.kind_slices
+    sl = env.kind_slices
     slices = {"degradation": sl["battery"], "terminal": sl["battery"], "fuel": sl["generator"],
               "discomfort": sl["heatpump"]}
     fallback_from = 0
-    if params.config.compile and params.unrolled is not None and not torch.is_grad_enabled():
-        n_iter = params.compiled.setdefault("unroll", params.powerflow.settings.unroll)
-        new, out, finite, converged = _stage(params, _fused_step)(state, action, n_iter)
+    if env.config.compile and env.unrolled is not None and not torch.is_grad_enabled():
+        n_iter = env.compiled.setdefault("unroll", env.powerflow.settings.unroll)
+        new, out, finite, converged = staged(env, _fused_step)(state, action, n_iter)
         if not bool(finite):
             raise ValueError("action has NaN/inf entries")
         if bool(converged.all()):
@@ -270,28 +270,28 @@ def step(params: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvS
         # Some day needs more iterations: this step takes the regular path below (which
         # iterates on), and later steps unroll as many as it needed (one recompilation).
         fallback_from = n_iter
-    dev = _stage(params, _devices)(state, action)
-    if not bool(dev[-1]):  # finite: checked after the (pure) device stage, which computes it
+    dev = staged(env, device_step)(state, action)
+    if not bool(dev.finite):  # finite: checked after the (pure) device stage, which computes it
         raise ValueError("action has NaN/inf entries")
-    r = params.powerflow.solve(torch.complex(dev[0], dev[1]), load_scale=0.0,
-                               at=params.agent_node, check=False)  # built here: no scan
+    r = env.powerflow.solve(torch.complex(dev.p_kw, dev.q_kvar), load_scale=0.0,
+                               at=env.agent_node, check=False)  # built here: no scan
     if fallback_from:
-        params.compiled["unroll"] = min(max(fallback_from + 1, int(r.iterations.max())),
+        env.compiled["unroll"] = min(max(fallback_from + 1, int(r.iterations.max())),
                                         MAX_UNROLL)
-    new, out = _close_step(params, state, dev, _stage(params, _outcome), r.v, r.v_pu,
+    new, out = _close_step(env, state, dev, staged(env, _outcome), r.v, r.v_pu,
                            r.line_loading, r.converged, r.iterations)
     return new, out._replace(costs=CostChannels(out.costs, slices, n))
 
 
-def _close_step(params, state, dev, outcome, v, v_pu, line_loading, converged, iterations):
+def _close_step(env, state, dev, outcome, v, v_pu, line_loading, converged, iterations):
     """Everything after the power flow (next state, ``outcome``, unbalance report, info), shared
-    by the staged and the fused step; ``dev`` is :func:`_devices`' output, ``v`` complex or
+    by the staged and the fused step; ``dev`` is :func:`device_step`' output, ``v`` complex or
     interleaved real, ``StepOut.costs`` the raw cost parts."""
     p_kw, _, parts, cost_agent, soc, t_in_c, last, clipped, _ = dev
     new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
                    v_pu=v_pu, done=last, exog=state.exog)
     cons, rew, obs = outcome(new, cost_agent, v_pu, line_loading, converged)
-    cons = cons._replace(unbalance=voltage_unbalance(v, params.bus_phases))
+    cons = cons._replace(unbalance=voltage_unbalance(v, env.bus_phases))
     info = {"converged": converged, "pf_iterations": iterations, "clipped_actions": clipped,
             "v_pu": v_pu, "line_loading": line_loading, "p_agent_kw": p_kw}
     return new, StepOut(obs, rew, parts, cons, last, torch.zeros_like(last), info)
@@ -301,28 +301,28 @@ MAX_UNROLL = 12
 """Most fixed-point iterations the fused step unrolls (it starts at ``Settings.unroll``)."""
 
 
-def _fused_step(params: EnvParams, state: EnvState, action: torch.Tensor, n_iter: int):
+def _fused_step(env: EnvParams, state: EnvState, action: torch.Tensor, n_iter: int):
     """The whole step without gradients as one fixed-shape function (``compile=True``):
     devices, the power flow unrolled for ``n_iter`` iterations
     (:func:`~.powerflow.unrolled.unrolled_solve`), outcome. Returns the next state, the
     ``StepOut`` (costs as the raw parts), whether the actions are finite and which days' power
     flows converged; :func:`step` redoes the step on the regular path if any did not."""
-    dev = _devices(params, state, action)
-    p_kw, q_kvar = dev[0], dev[1]
+    dev = device_step(env, state, action)
+    p_kw, q_kvar = dev.p_kw, dev.q_kvar
     # the port count from a tensor: PowerFlow.n_ports is numpy-backed, a conversion per call
-    b, m = action.shape[0], params.unrolled.inv_a.shape[0]
+    b, m = action.shape[0], env.unrolled.inv_a.shape[0]
     # agents -> ports as scatter_reduce("sum"), which inductor hands to ATen's kernel on a
     # multi-threaded CPU; index_add compiles to atomic adds in extra passes (10 % of the step)
-    port = params.agent_port.expand(b, -1)
+    port = env.agent_port.expand(b, -1)
     s_va = torch.stack([p_kw.new_zeros(b, m).scatter_reduce(1, port, p_kw, "sum"),
                         q_kvar.new_zeros(b, m).scatter_reduce(1, port, q_kvar, "sum")],
                        dim=-1) * 1e3
     v, v_pu, _, loading, converged, _ = unrolled_solve(
-        params.unrolled, s_va, n_iter, params.powerflow.settings.tol,
+        env.unrolled, s_va, n_iter, env.powerflow.settings.tol,
         50 * torch.finfo(action.dtype).eps)
-    new, out = _close_step(params, state, dev, partial(_outcome, params), v, v_pu, loading,
+    new, out = _close_step(env, state, dev, partial(_outcome, env), v, v_pu, loading,
                            converged, torch.full_like(state.t, n_iter))
-    return new, out, dev[-1], converged
+    return new, out, dev.finite, converged
 
 
 def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:
@@ -330,17 +330,25 @@ def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:
     return torch.nn.functional.pad(x, (sl.start, n - sl.stop))
 
 
-def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
-    """Households, devices and costs of one step (element-wise; compiled with ``compile``).
+class DeviceStep(NamedTuple):
+    """Households, devices and costs of one step (:func:`device_step`)."""
 
-    Returns the agents' injections ``p_kw``, ``q_kvar`` (B, N) (all their households, load
-    convention), the cost parts (energy (B, N), the others per kind block), the total cost per
-    agent (B, N), the next ``soc`` and ``t_in_c``, ``last`` (B,) bool, the number of clipped
-    actions (B,) and whether every action is finite (a 0-d bool tensor).
-    """
-    scn, dt, n = params.scenario, params.dt_h, params.n_agents
-    st, sl = params.config.straight_through, params.kind_slices
-    demand, pv, t_out, price, export = _exog(params, state)
+    p_kw: torch.Tensor  # (B, N) each agent's injection, all its households, load convention
+    q_kvar: torch.Tensor  # (B, N)
+    cost_parts: dict  # channel -> energy (B, N), the others (B, N_kind) per kind block, GBP
+    cost_agent: torch.Tensor  # (B, N) total cost per agent, GBP
+    soc: torch.Tensor  # (B, N_battery) next state of charge
+    t_in_c: torch.Tensor  # (B, N_heatpump) next indoor temperature, C
+    last: torch.Tensor  # (B,) bool: this was the day's last step
+    clipped: torch.Tensor  # (B,) actions outside [-1, 1]
+    finite: torch.Tensor  # 0-d bool: every action was finite
+
+
+def device_step(env: EnvParams, state: EnvState, action: torch.Tensor) -> DeviceStep:
+    """Households, devices and costs of one step (element-wise; compiled with ``compile``)."""
+    scn, dt, n = env.scenario, env.dt_h, env.n_agents
+    st, sl = env.config.straight_through, env.kind_slices
+    demand, pv, t_out, price, export = exogenous(env, state)
     p_home, q_home = household.power(scn.household, HouseholdExog(demand, pv))
     bat_state, (pb, _), c_b = battery.step(scn.battery, battery.BatteryState(state.soc),
                                            action[:, sl["battery"]], None, dt, straight_through=st)
@@ -353,7 +361,7 @@ def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
     p = p_home + torch.cat([pb, ph, pg], dim=1)
     q = q_home + _block(torch.cat([qh, qg], dim=1), slice(sl["heatpump"].start, n), n)
     k = scn.config.households_per_agent
-    last = state.t == params.n_steps - 1
+    last = state.t == env.n_steps - 1
     term = battery.terminal_cost(scn.battery, state.soc_init, bat_state.soc) * last[:, None]
     parts = {  # per agent (energy) or per kind block (the rest), GBP for all k households
         "energy": energy_bill(p, price, export, dt) * k,
@@ -366,16 +374,17 @@ def _devices(params: EnvParams, state: EnvState, action: torch.Tensor):
         [parts["degradation"] + parts["terminal"], parts["discomfort"], parts["fuel"]], dim=1)
     clipped = out_of_range(action).sum(-1)
     finite = torch.isfinite(action).all()
-    return p * k, q * k, parts, total, bat_state.soc, hp_state.t_in_c, last, clipped, finite
+    return DeviceStep(p * k, q * k, parts, total, bat_state.soc, hp_state.t_in_c, last, clipped,
+                      finite)
 
 
-def _outcome(params: EnvParams, new: EnvState, cost_agent, v_pu, line_loading, converged):
+def _outcome(env: EnvParams, new: EnvState, cost_agent, v_pu, line_loading, converged):
     """Constraint terms (without the unbalance report), rewards and the next observations."""
-    lim = params.scenario.config.limits
+    lim = env.scenario.config.limits
     cons = constraints(v_pu, line_loading, lim.v_min_pu, lim.v_max_pu, lim.line_loading_max,
-                       params.node_mask)
-    rew = reward(params.config.reward, cost_agent, cons, params.agent_node, ~converged)
-    return cons, rew, observe(params, new)
+                       env.node_mask)
+    rew = reward(env.config.reward, cost_agent, cons, env.agent_node, ~converged)
+    return cons, rew, observe(env, new)
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import ConfigError, from_dict
-from .core import EnvConfig, EnvParams, make_params
+from .core import EnvConfig, EnvParams, make_env
 from .costs import RewardConfig
 from .scenarios import load_scenario
 
@@ -58,7 +58,7 @@ def env_params(env_id: str, device="cpu", dtype=torch.float64, **overrides) -> E
         raise ConfigError(f"{env_id}: {exc}") from None
     if config.split not in ("train", "validation", "test"):
         raise ConfigError(f"{env_id}.split must be train, validation or test, got {config.split!r}")
-    return make_params(config, device=device, dtype=dtype)
+    return make_env(config, device=device, dtype=dtype)
 
 
 def make(env_id: str, render_mode: str | None = None, **overrides):

@@ -26,8 +26,9 @@ from typing import NamedTuple
 
 import torch
 
-from .core import EnvParams, EnvState, _devices, _stage, observe, reset, step
+from .core import EnvParams, EnvState, device_step, exogenous, observe, reset, staged, step
 from .costs import Constraints, constraints
+from .devices.heat_pump import thermostat_kw
 
 Policy = Callable[[torch.Tensor, int, EnvState], torch.Tensor]
 """``policy(obs (B, N, F), t, state) -> actions (B, N)`` in ``[-1, 1]``. A decentralised policy
@@ -35,6 +36,24 @@ reads only its agent's row of ``obs``; ``state`` is there for references that ar
 policies of local observations (no control's thermostat, a centralised oracle). A policy with a
 ``bind()`` method is bound once per rollout and the callable it returns acts at every step
 (parameters that are fixed over the rollout are then prepared once, not at each step)."""
+
+
+def no_control(env: EnvParams) -> Policy:
+    """No control, the reference every controller must beat, as a rollout policy: batteries idle
+    (0), generators off (-1), heat pumps on a thermostat (``2 p / p_max - 1`` with ``p`` the
+    electric power that brings the indoor temperature to the lower comfort limit + 0.5 K by the
+    end of the step, within ``[0, p_max]``: :func:`gridedge_env.devices.heat_pump.thermostat_kw`).
+    """
+    hp, sl = env.scenario.heat_pump, env.kind_slices
+
+    def act(obs, t, state):
+        p = thermostat_kw(hp, state.t_in_c, exogenous(env, state)[2], env.dt_h)
+        a = torch.zeros(len(state.day), env.n_agents, dtype=p.dtype, device=p.device)
+        a[:, sl["generator"]] = -1.0
+        a[:, sl["heatpump"]] = 2 * p / hp.p_max_kw - 1
+        return a
+
+    return act
 
 
 class DayRollout(NamedTuple):
@@ -66,7 +85,7 @@ class DayRollout(NamedTuple):
         return DayRollout(*(cut(f) for f in self._replace(delta=None)))
 
 
-def rollout(params: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: bool = False,
+def rollout(env: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: bool = False,
             path: str = "auto") -> DayRollout:
     """Run ``days`` ``(B,)`` (indices into the scenario's profiles) under ``policy``.
 
@@ -77,12 +96,12 @@ def rollout(params: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: b
     if path not in ("auto", "whole_day", "stepwise"):
         raise ValueError(f"path must be 'auto', 'whole_day' or 'stepwise', got {path!r}")
     if path == "auto":
-        path = "stepwise" if params.config.observe_voltage else "whole_day"
-    if path == "whole_day" and params.config.observe_voltage:
+        path = "stepwise" if env.config.observe_voltage else "whole_day"
+    if path == "whole_day" and env.config.observe_voltage:
         raise ValueError("observe_voltage=True needs each step's voltages: use path='stepwise'")
-    days = torch.as_tensor(days, dtype=torch.long, device=params.agent_node.device).reshape(-1)
-    b, n_t, n = len(days), params.n_steps, params.n_agents
-    state, obs = reset(params, b, days=days)
+    days = torch.as_tensor(days, dtype=torch.long, device=env.agent_node.device).reshape(-1)
+    b, n_t, n = len(days), env.n_steps, env.n_agents
+    state, obs = reset(env, b, days=days)
     dtype = state.soc.dtype
     delta = None
     if perturb:
@@ -92,7 +111,7 @@ def rollout(params: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: b
     run = _whole_day if path == "whole_day" else _stepwise
     # per-step views by one unbind: its backward stacks the T step gradients in one op (slicing
     # delta[:, t] would zero-fill and accumulate a full (B, T, N) gradient at every step)
-    out = run(params, state, obs, policy, None if delta is None else delta.unbind(1))
+    out = run(env, state, obs, policy, None if delta is None else delta.unbind(1))
     return out._replace(delta=delta)
 
 
@@ -101,17 +120,17 @@ def _act(policy, obs, t, deltas, state):
     return a0, (a0 if deltas is None else a0 + deltas[t])
 
 
-def _day_step(params: EnvParams, state, action):
+def _day_step(env: EnvParams, state, action):
     """Devices and costs of one step and the next observations: the whole-day path's step
     without the power flow (one compiled graph with ``compile=True``)."""
-    dev = _devices(params, state, action)
-    new = state._replace(t=state.t + 1, soc=dev[4], t_in_c=dev[5], done=dev[6])
-    return dev, new, observe(params, new)
+    dev = device_step(env, state, action)
+    new = state._replace(t=state.t + 1, soc=dev.soc, t_in_c=dev.t_in_c, done=dev.last)
+    return dev, new, observe(env, new)
 
 
-def _whole_day(params: EnvParams, state, obs, policy, deltas) -> DayRollout:
-    day_step = _stage(params, _day_step)
-    b, n_t = len(state.day), params.n_steps
+def _whole_day(env: EnvParams, state, obs, policy, deltas) -> DayRollout:
+    day_step = staged(env, _day_step)
+    b, n_t = len(state.day), env.n_steps
     obs_all, a0_all, p, q, total, clipped = [], [], [], [], [], 0
     parts: dict = {}
     for t in range(n_t):  # time is sequential (SoC, indoor temperature); days, agents batched
@@ -119,19 +138,19 @@ def _whole_day(params: EnvParams, state, obs, policy, deltas) -> DayRollout:
         obs_all.append(obs.detach().transpose(1, 2))  # (B, F, N): the memory order, a memcpy
         a0_all.append(a0.detach())
         dev, state, obs = day_step(state, a)
-        if not bool(dev[-1]):
+        if not bool(dev.finite):
             raise ValueError(f"policy returned NaN/inf actions at step {t}")
-        p.append(dev[0])
-        q.append(dev[1])
-        for k, v in dev[2].items():
+        p.append(dev.p_kw)
+        q.append(dev.q_kvar)
+        for k, v in dev.cost_parts.items():
             parts[k] = parts.get(k, 0) + v.sum(-1)
-        total.append(dev[3])
-        clipped = clipped + dev[7]
+        total.append(dev.cost_agent)
+        clipped = clipped + dev.clipped
     s = torch.complex(torch.stack(p, 1), torch.stack(q, 1)).reshape(b * n_t, -1)
-    r = params.powerflow.solve(s, load_scale=0.0, at=params.agent_node, check=False)
-    lim = params.scenario.config.limits
+    r = env.powerflow.solve(s, load_scale=0.0, at=env.agent_node, check=False)
+    lim = env.scenario.config.limits
     cons = constraints(r.v_pu, r.line_loading, lim.v_min_pu, lim.v_max_pu,
-                       lim.line_loading_max, params.node_mask)
+                       lim.line_loading_max, env.node_mask)
 
     def days_steps(x):
         return x.reshape(b, n_t, *x.shape[1:])
@@ -147,13 +166,13 @@ def _whole_day(params: EnvParams, state, obs, policy, deltas) -> DayRollout:
         clipped_actions=clipped)
 
 
-def _stepwise(params: EnvParams, state, obs, policy, deltas) -> DayRollout:
+def _stepwise(env: EnvParams, state, obs, policy, deltas) -> DayRollout:
     obs_all, a0_all, outs = [], [], []
-    for t in range(params.n_steps):
+    for t in range(env.n_steps):
         a0, a = _act(policy, obs, t, deltas, state)
         obs_all.append(obs.detach())
         a0_all.append(a0.detach())
-        state, out = step(params, state, a)
+        state, out = step(env, state, a)
         outs.append(out)
         obs = out.obs
 
@@ -172,3 +191,19 @@ def _stepwise(params: EnvParams, state, obs, policy, deltas) -> DayRollout:
         converged=stack(lambda o: o.info["converged"]),
         p_agent_kw=stack(lambda o: o.info["p_agent_kw"]),
         clipped_actions=sum(o.info["clipped_actions"] for o in outs))
+
+
+def concat(rolls: list[DayRollout]) -> DayRollout:
+    """Rollouts of different days as one, days concatenated (per-day sums and 0-d values kept
+    from the first)."""
+    def cat(xs):
+        x = xs[0]
+        if isinstance(x, torch.Tensor):
+            return torch.cat(xs, 0) if x.ndim else x
+        if isinstance(x, dict):
+            return {k: cat([r[k] for r in xs]) for k in x}
+        if isinstance(x, tuple):
+            return type(x)(*(cat([r[i] for r in xs]) for i in range(len(x))))
+        return x
+
+    return DayRollout(*(cat([r[i] for r in rolls]) for i in range(len(rolls[0]))))

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from gridedge_env.network.bundled import BUNDLED_SOURCES, bundled_path
-from gridedge_env.network.opendss_import import import_opendss
+from gridedge_env.opendss.importer import import_opendss
 
 ROOT = Path(__file__).resolve().parents[1]
 

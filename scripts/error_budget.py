@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gridedge_env.network import BUNDLED, load_feeder
+from gridedge_env.feeders import load_feeder
+from gridedge_env.network import BUNDLED
 from gridedge_env.network.bundled import BUNDLED_SOURCES
-from gridedge_env.powerflow import PowerFlow
-from gridedge_env.validation import (
+from gridedge_env.opendss.crosscheck import (
     OURS_TOL,
     compare,
     extended_precision_solution,
@@ -36,6 +36,7 @@ from gridedge_env.validation import (
     opendss_solutions,
     random_scenarios,
 )
+from gridedge_env.powerflow import PowerFlow
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "feeders"
 FIGURES = ("max_v_err_pu", "max_angle_err_deg", "max_v_ll_err_pu_floating", "max_i_rel_err",

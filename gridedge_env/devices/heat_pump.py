@@ -158,3 +158,16 @@ def step(
     discomfort = params.discomfort_gbp_per_kh * outside * dt_h
     q_kvar = p_kw * tan_phi(params.pf)
     return HeatPumpState(t_in), (p_kw, q_kvar), {"discomfort": discomfort}
+
+
+THERMOSTAT_MARGIN_K = 0.5
+
+
+def thermostat_kw(params, t_in_c, t_out_c, dt_h: float) -> torch.Tensor:
+    """Electric power ``(B, N_hp)`` that takes ``t_in_c`` to ``t_low + 0.5 K`` in one step."""
+    target = params.t_low_c + THERMOSTAT_MARGIN_K
+    decay = torch.exp(-dt_h / (params.r_k_per_kw * params.c_kwh_per_k))
+    t_ss = (target - t_in_c * decay) / (1 - decay)  # steady state the exact step must aim at
+    heat = (t_ss - t_out_c) / params.r_k_per_kw
+    p = heat / cop(params, t_out_c)
+    return torch.minimum(torch.clamp(p, min=0.0), params.p_max_kw)

@@ -1,4 +1,4 @@
-"""Bundled feeders and :func:`load_feeder`.
+"""Bundled feeders (loaded by name through :func:`gridedge_env.feeders.load_feeder`).
 
 The bundled feeders are the IEEE 13, 34 (two models) and 123 node test feeders, converted by this
 project's importer from EPRI's OpenDSS models (BSD-3-Clause; see ``docs/feeders.md``) with the
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-
-from .feeder import Feeder
 
 _TAP_STEP = 0.00625  # 5/8 % per step: the 32-step regulators of the IEEE feeders
 
@@ -39,23 +37,3 @@ BUNDLED = tuple(BUNDLED_SOURCES)
 def bundled_path(name: str) -> Path:
     """Path of a bundled feeder file."""
     return Path(str(resources.files("gridedge_env.network") / "bundled" / f"{name}.json.gz"))
-
-
-def load_feeder(name_or_path: str | Path, **import_kwargs) -> Feeder:
-    """A bundled feeder by name (``"ieee13"``, ``"ieee34"``, ``"ieee34mod2"``, ``"ieee123"``), a
-    saved feeder file (``.json.gz``), or any OpenDSS master file (``.dss``) imported through
-    opendssdirect.py (``import_kwargs`` go to :func:`~.opendss_import.import_opendss`)."""
-    key = str(name_or_path).lower()
-    if key in BUNDLED_SOURCES:
-        return Feeder.load(bundled_path(key))
-    path = Path(name_or_path)
-    if path.name.endswith(".json.gz"):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: feeder file not found")
-        return Feeder.load(path)
-    if path.suffix.lower() == ".dss" or path.exists():
-        from .opendss_import import import_opendss
-
-        return import_opendss(path, **import_kwargs)
-    raise ValueError(f"{name_or_path!r} is neither a bundled feeder ({', '.join(BUNDLED)}) "
-                     "nor an existing .dss / .json.gz file")

@@ -2,7 +2,7 @@
 
 A :class:`Feeder` is an immutable description of a three-phase unbalanced distribution network in
 phase coordinates. It knows nothing about agents, devices or OpenDSS; it is produced by
-:mod:`gridedge_env.network.opendss_import` (or read from the bundled JSON files) and consumed by
+:mod:`gridedge_env.opendss.importer` (or read from the bundled JSON files) and consumed by
 :class:`gridedge_env.PowerFlow`.
 
 Conventions
@@ -28,27 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .element import Element
+from .grounding import floating_sections
+
 FORMAT_VERSION = 1
 
-
-
-@dataclass(frozen=True)
-class Element:
-    """A power-delivery element (or the source) as a primitive admittance.
-
-    ``conductor_nodes[k]`` is the node index of conductor ``k`` (``-1`` = ground) and
-    ``y_prim`` the ``(k, k)`` complex admittance in siemens. ``params`` keeps what the OpenDSS
-    exporter needs to write the element back (class-specific, see ``opendss_export``).
-    """
-
-    name: str  # "line.650632" (OpenDSS class.name, lower case)
-    conductor_nodes: np.ndarray  # (k,) int
-    y_prim: np.ndarray  # (k, k) complex128, siemens
-    params: dict = field(default_factory=dict)
-
-    @property
-    def cls(self) -> str:
-        return self.name.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -138,8 +122,6 @@ class Feeder:
         delta or ungrounded-wye windings; :mod:`.grounding`). Computed once per feeder."""
         sections = self.__dict__.get("_floating")
         if sections is None:
-            from .grounding import floating_sections
-
             sections = floating_sections(self)
             object.__setattr__(self, "_floating", sections)
         return sections

@@ -25,9 +25,14 @@ network admittance without its shunts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .feeder import Element, Feeder
+from .element import Element
+
+if TYPE_CHECKING:  # the feeder calls into this module; only its type is needed here
+    from .feeder import Feeder
 
 
 def conductor_groups(el: Element) -> list[np.ndarray]:

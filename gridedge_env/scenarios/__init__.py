@@ -1,6 +1,6 @@
-"""Scenarios: feeder + agent placement + device mix + data + limits (``docs/scenarios.md``)."""
+"""Scenarios: feeder + agent placement + device mix + data + limits (``docs/scenarios.md``).
+Their no-control violation statistics: :mod:`gridedge_env.analysis`."""
 
-from .analysis import ViolationStats, no_control_actions, no_control_voltages, violation_stats
 from .build import Scenario, build_scenario
 from .config import SCENARIOS, DataConfig, Limits, ScenarioConfig, load_scenario
 from .placement import KINDS, Placement, place_agents
@@ -13,11 +13,7 @@ __all__ = [
     "Placement",
     "Scenario",
     "ScenarioConfig",
-    "ViolationStats",
     "build_scenario",
     "load_scenario",
-    "no_control_actions",
-    "no_control_voltages",
     "place_agents",
-    "violation_stats",
 ]

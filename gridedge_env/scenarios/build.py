@@ -25,7 +25,8 @@ from ..devices import (
     sample_heat_pump,
     sample_household,
 )
-from ..network import Feeder, load_feeder
+from ..feeders import load_feeder
+from ..network import Feeder
 from .config import ScenarioConfig
 from .placement import KINDS, Placement, place_agents
 

@@ -7,7 +7,7 @@ One controller sees the global state and sets every agent's action at once:
   node as ``(v - 1) / 0.05``), in an unbounded ``Box`` (heat-pump temperatures and voltages have
   no hard bound);
 * action: ``Box(-1, 1, (N,), float32)``, agent ``i``'s action at index ``i`` (the order of
-  ``params.scenario.placement.names()``, as in the PettingZoo env); values outside are clipped
+  ``env.scenario.placement.names()``, as in the PettingZoo env); values outside are clipped
   by the core and counted in ``info["clipped_actions"]``;
 * reward: the team reward. Under ``reward.kind == "team"`` (the default) every agent already gets
   the feeder total, which is returned once; under ``"local"`` the per-agent rewards are summed;
@@ -50,13 +50,13 @@ class GridEdgeCentralEnv(gymnasium.Env):
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 4}
 
-    def __init__(self, params: EnvParams, render_mode: str | None = None):
+    def __init__(self, env: EnvParams, render_mode: str | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
-        self.params, self.render_mode = params, render_mode
-        n, d = params.n_agents, params.obs_dim
-        self.agent_names: list[str] = params.scenario.placement.names()
+        self.env, self.render_mode = env, render_mode
+        n, d = env.n_agents, env.obs_dim
+        self.agent_names: list[str] = env.scenario.placement.names()
         self.observation_space = spaces.Box(-np.inf, np.inf, (n * d + n,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (n,), np.float32)
         self._state = None
@@ -64,11 +64,11 @@ class GridEdgeCentralEnv(gymnasium.Env):
 
     @property
     def n_agents(self) -> int:
-        return self.params.n_agents
+        return self.env.n_agents
 
     def _global_obs(self) -> np.ndarray:
         """The global state ``(N * obs_dim + N,)`` float32 (a new array on every call)."""
-        return global_state(self.params, self._state)[0].detach().cpu().numpy().astype(np.float32)
+        return global_state(self.env, self._state)[0].detach().cpu().numpy().astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start a day; returns ``(obs (N * obs_dim + N,), {"day": int, "date": str})``."""
@@ -78,10 +78,10 @@ class GridEdgeCentralEnv(gymnasium.Env):
             days = torch.tensor([int(options["day"])])
         day_seed = int(self.np_random.integers(2**31))
         with torch.no_grad():
-            self._state, _ = reset(self.params, 1, seed=day_seed, days=days)
+            self._state, _ = reset(self.env, 1, seed=day_seed, days=days)
         self._last = None
         day = int(self._state.day[0])
-        return self._global_obs(), {"day": day, "date": str(self.params.scenario.profiles.dates[day])}
+        return self._global_obs(), {"day": day, "date": str(self.env.scenario.profiles.dates[day])}
 
     def _action(self, action) -> torch.Tensor:
         """``(N,)`` array-like -> ``(1, N)`` tensor in the core's dtype and device."""
@@ -90,7 +90,7 @@ class GridEdgeCentralEnv(gymnasium.Env):
             raise ValueError(f"action must have shape ({self.n_agents},), got {arr.shape}")
         if not np.isfinite(arr).all():
             raise ValueError("action has NaN/inf entries")
-        p = self.params
+        p = self.env
         return torch.as_tensor(arr[None], dtype=p.node_mask.dtype, device=p.agent_node.device)
 
     def step(self, action):
@@ -98,12 +98,12 @@ class GridEdgeCentralEnv(gymnasium.Env):
         if self._state is None or bool(self._state.done[0]):
             raise RuntimeError("step() after the day ended (or before reset()): call reset()")
         with torch.no_grad():
-            self._state, out = step(self.params, self._state, self._action(action))
+            self._state, out = step(self.env, self._state, self._action(action))
         self._last = out
         rew = out.reward[0]
-        team = self.params.config.reward.kind == "team"
+        team = self.env.config.reward.kind == "team"
         reward = float(rew[0] if team else rew.sum())
-        mask = self.params.node_mask > 0
+        mask = self.env.node_mask > 0
         v = out.info["v_pu"][0][mask]
         costs = {f"cost_{k}": float(c[0].sum()) for k, c in out.costs.items()}
         info = {"converged": bool(out.info["converged"][0]),
@@ -123,7 +123,7 @@ class GridEdgeCentralEnv(gymnasium.Env):
             return None
         from .render import draw
 
-        return draw(self.params, self._last, self.render_mode)
+        return draw(self.env, self._last, self.render_mode)
 
     def close(self):
         if self.render_mode == "human":

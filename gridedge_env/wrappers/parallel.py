@@ -25,22 +25,22 @@ class GridEdgeParallelEnv(ParallelEnv):
     metadata = {"name": "gridedge_v0", "render_modes": ["human", "rgb_array"],
                 "is_parallelizable": True, "render_fps": 4}
 
-    def __init__(self, params: EnvParams, render_mode: str | None = None):
+    def __init__(self, env: EnvParams, render_mode: str | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
-        self.params, self.render_mode = params, render_mode
-        self.possible_agents = params.scenario.placement.names()
+        self.env, self.render_mode = env, render_mode
+        self.possible_agents = env.scenario.placement.names()
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
         self.agents: list[str] = []
         self._state = None
         self._last = None
         self._rng = np.random.default_rng()
-        self._obs_spaces = {a: spaces.Box(-np.inf, np.inf, (params.obs_dim,), np.float32)
+        self._obs_spaces = {a: spaces.Box(-np.inf, np.inf, (env.obs_dim,), np.float32)
                             for a in self.possible_agents}
         self._act_spaces = {a: spaces.Box(-1.0, 1.0, (1,), np.float32) for a in self.possible_agents}
-        n = params.n_agents
-        self.state_space = spaces.Box(-np.inf, np.inf, (n * params.obs_dim + n,), np.float32)
+        n = env.n_agents
+        self.state_space = spaces.Box(-np.inf, np.inf, (n * env.obs_dim + n,), np.float32)
 
     # spaces are built once per agent and cached (PettingZoo asks for them a lot)
     def observation_space(self, agent: str) -> spaces.Box:
@@ -66,11 +66,11 @@ class GridEdgeParallelEnv(ParallelEnv):
         if options and "day" in options:
             days = torch.tensor([int(options["day"])])
         day_seed = int(self._rng.integers(2**31))
-        self._state, obs = reset(self.params, 1, seed=day_seed, days=days)
+        self._state, obs = reset(self.env, 1, seed=day_seed, days=days)
         self.agents = list(self.possible_agents)
         self._last = None
         day = int(self._state.day[0])
-        info = {"day": day, "date": self.params.scenario.profiles.dates[day]}
+        info = {"day": day, "date": self.env.scenario.profiles.dates[day]}
         return self._obs(obs), {a: dict(info) for a in self.agents}
 
     def _actions(self, actions: dict) -> torch.Tensor:
@@ -80,7 +80,7 @@ class GridEdgeParallelEnv(ParallelEnv):
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise KeyError(f"no action for {len(missing)} agents, e.g. {missing[:5]}")
-        out = np.zeros(self.params.n_agents)
+        out = np.zeros(self.env.n_agents)
         for a, act in actions.items():  # dict -> array: the adapter boundary, not a hot path
             arr = np.asarray(act, dtype=np.float64).reshape(-1)
             if arr.shape != (1,):
@@ -88,13 +88,13 @@ class GridEdgeParallelEnv(ParallelEnv):
             if not np.isfinite(arr[0]):
                 raise ValueError(f"action of {a} is {arr[0]}")
             out[self._index[a]] = arr[0]
-        p = self.params.agent_node
-        return torch.as_tensor(out[None], dtype=self.params.node_mask.dtype, device=p.device)
+        p = self.env.agent_node
+        return torch.as_tensor(out[None], dtype=self.env.node_mask.dtype, device=p.device)
 
     def step(self, actions: dict):
         if self._state is None or not self.agents:
             raise RuntimeError("step() after the day ended (or before reset()): call reset()")
-        self._state, out = step(self.params, self._state, self._actions(actions))
+        self._state, out = step(self.env, self._state, self._actions(actions))
         self._last = out
         obs = self._obs(out.obs)
         rew = out.reward[0].detach().cpu().numpy()
@@ -102,8 +102,8 @@ class GridEdgeParallelEnv(ParallelEnv):
         done = bool(out.terminated[0])
         shared = {"converged": bool(out.info["converged"][0]),
                   "clipped_actions": int(out.info["clipped_actions"][0]),
-                  "v_min_pu": float(out.info["v_pu"][0][self.params.node_mask > 0].min()),
-                  "v_max_pu": float(out.info["v_pu"][0][self.params.node_mask > 0].max())}
+                  "v_min_pu": float(out.info["v_pu"][0][self.env.node_mask > 0].min()),
+                  "v_max_pu": float(out.info["v_pu"][0][self.env.node_mask > 0].max())}
         infos = {a: {**shared, **{f"cost_{k}": float(c[i]) for k, c in costs.items()}}
                  for i, a in enumerate(self.possible_agents)}
         rewards = {a: float(rew[i]) for i, a in enumerate(self.possible_agents)}
@@ -118,14 +118,14 @@ class GridEdgeParallelEnv(ParallelEnv):
     def state(self) -> np.ndarray:
         if self._state is None:
             raise RuntimeError("call reset() before state()")
-        return global_state(self.params, self._state)[0].detach().cpu().numpy().astype(np.float32)
+        return global_state(self.env, self._state)[0].detach().cpu().numpy().astype(np.float32)
 
     def render(self):
         if self.render_mode is None:
             return None
         from .render import draw
 
-        return draw(self.params, self._last, self.render_mode)
+        return draw(self.env, self._last, self.render_mode)
 
     def close(self):
         if self.render_mode == "human":

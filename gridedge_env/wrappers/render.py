@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def draw(params, out, mode: str):
+def draw(env, out, mode: str):
     import matplotlib
 
     if mode == "rgb_array":
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    f = params.scenario.feeder
+    f = env.scenario.feeder
     coords = f.bus_coords
     if mode == "human":  # one window, redrawn every call (no pile of figures over a day)
         fig = plt.figure("gridedge feeder", figsize=(6, 5), dpi=80, clear=True)
@@ -29,12 +29,12 @@ def draw(params, out, mode: str):
             (x0, y0), (x1, y1) = coords[buses[0]], coords[buses[1]]
             ax.plot([x0, x1], [y0, y1], color="0.6", lw=1, zorder=1)
     bus_of = [n.rsplit(".", 1)[0] for n in f.nodes]
-    lim = params.scenario.config.limits
+    lim = env.scenario.config.limits
     if out is not None:
         v = out.info["v_pu"][0].detach().cpu().numpy()
         p = out.info["p_agent_kw"][0].detach().cpu().numpy()
     else:
-        v, p = np.ones(f.n_nodes), np.zeros(params.n_agents)
+        v, p = np.ones(f.n_nodes), np.zeros(env.n_agents)
     worst = {}
     for i, b in enumerate(bus_of):
         dev = v[i] - 1.0
@@ -44,7 +44,7 @@ def draw(params, out, mode: str):
     sc = ax.scatter(xy[:, 0], xy[:, 1], c=[1 + d for d in worst.values()], cmap="coolwarm",
                     vmin=lim.v_min_pu - 0.02, vmax=lim.v_max_pu + 0.02, s=30, zorder=2)
     fig.colorbar(sc, ax=ax, label="most extreme phase voltage (p.u.)")
-    agent_bus = [bus_of[k] for k in params.agent_node.cpu().numpy()]
+    agent_bus = [bus_of[k] for k in env.agent_node.cpu().numpy()]
     pts = [(coords[b], p[i]) for i, b in enumerate(agent_bus) if b in coords]
     if pts:
         rng = np.random.default_rng(0)  # jitter so agents on one bus stay visible

@@ -42,23 +42,23 @@ class GridEdgeTorchRLEnv(EnvBase):
 
     batch_locked = True
 
-    def __init__(self, params: EnvParams, num_envs: int = 1, *, seed: int | None = None,
+    def __init__(self, env: EnvParams, num_envs: int = 1, *, seed: int | None = None,
                  dtype: torch.dtype = torch.float32, group: str = "agents"):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        super().__init__(device=params.agent_node.device, batch_size=torch.Size([num_envs]))
-        self.params, self.group, self.out_dtype = params, group, dtype
-        self.agent_names: list[str] = params.scenario.placement.names()
+        super().__init__(device=env.agent_node.device, batch_size=torch.Size([num_envs]))
+        self.env, self.group, self.out_dtype = env, group, dtype
+        self.agent_names: list[str] = env.scenario.placement.names()
         self._state: EnvState | None = None
         self._rng = np.random.default_rng(seed)
         self._make_specs()
 
     @property
     def n_agents(self) -> int:
-        return self.params.n_agents
+        return self.env.n_agents
 
     def _make_specs(self) -> None:
-        b, n, d, dev = self.batch_size[0], self.n_agents, self.params.obs_dim, self.device
+        b, n, d, dev = self.batch_size[0], self.n_agents, self.env.obs_dim, self.device
         dt, g = self.out_dtype, self.group
         self.observation_spec = Composite(
             {g: Composite({"observation": Unbounded((b, n, d), dtype=dt, device=dev)}, shape=(b, n)),
@@ -86,7 +86,7 @@ class GridEdgeTorchRLEnv(EnvBase):
         trunc = torch.zeros_like(done) if truncated is None else truncated.reshape(b, 1)
         return TensorDict(
             {self.group: TensorDict(group, batch_size=(b, n), device=self.device),
-             "state": global_state(self.params, state).to(dt),
+             "state": global_state(self.env, state).to(dt),
              "converged": converged.reshape(b, 1).to(torch.bool),
              "done": done | trunc, "terminated": done.clone(), "truncated": trunc},
             batch_size=self.batch_size, device=self.device)
@@ -100,11 +100,11 @@ class GridEdgeTorchRLEnv(EnvBase):
         if tensordict is not None and "_reset" in tensordict.keys():
             mask = tensordict.get("_reset").reshape(b).to(self.device)
         with torch.no_grad():
-            fresh, _ = reset(self.params, b, seed=int(self._rng.integers(2**31)), days=days)
+            fresh, _ = reset(self.env, b, seed=int(self._rng.integers(2**31)), days=days)
             if self._state is not None and mask is not None and not bool(mask.all()):
                 fresh = _where(mask, fresh, self._state)
             self._state = fresh
-            return self._output(fresh, observe(self.params, fresh),
+            return self._output(fresh, observe(self.env, fresh),
                                 torch.ones(b, dtype=torch.bool, device=self.device))
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -112,9 +112,9 @@ class GridEdgeTorchRLEnv(EnvBase):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
         action = tensordict.get((self.group, "action")).reshape(b, n)
-        action = action.to(device=self.device, dtype=self.params.node_mask.dtype)
+        action = action.to(device=self.device, dtype=self.env.node_mask.dtype)
         with torch.no_grad():
-            self._state, out = step(self.params, self._state, action)
+            self._state, out = step(self.env, self._state, action)
             return self._output(self._state, out.obs, out.info["converged"], out.reward, out.truncated)
 
     def _set_seed(self, seed: int | None) -> None:

@@ -14,27 +14,27 @@ from ..core import EnvParams, StepOut, global_state, reset, step
 
 
 class VecEnv:
-    def __init__(self, params: EnvParams, num_envs: int):
+    def __init__(self, env: EnvParams, num_envs: int):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.params, self.num_envs = params, num_envs
+        self.env, self.num_envs = env, num_envs
         self.state = None
 
     @property
     def n_agents(self) -> int:
-        return self.params.n_agents
+        return self.env.n_agents
 
     def reset(self, seed: int | None = None, days=None) -> torch.Tensor:
         """Start ``num_envs`` days; returns observations ``(num_envs, N, obs_dim)``."""
-        self.state, obs = reset(self.params, self.num_envs, seed=seed, days=days)
+        self.state, obs = reset(self.env, self.num_envs, seed=seed, days=days)
         return obs
 
     def step(self, actions: torch.Tensor, grad: bool = False) -> StepOut:
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         with torch.set_grad_enabled(grad):
-            self.state, out = step(self.params, self.state, actions)
+            self.state, out = step(self.env, self.state, actions)
         return out
 
     def global_state(self) -> torch.Tensor:
-        return global_state(self.params, self.state)
+        return global_state(self.env, self.state)

@@ -11,7 +11,7 @@ from baselines.compare import Plan
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["--config", "configs/ieee13-50.yaml", "--seeds", "1", "--logger", "none",
+ARGS = ["--config", "ieee13-50", "--seeds", "1", "--logger", "none",
         "--set", "iterations=4", "--set", "eval_every=2", "--set", "checkpoint_every=2",
         "--oracle-iterations", "5", "--methods", "gradmap,gradma,ippo,mappo,rule,no-control,oracle",
         "--set-method", "ippo:iterations=2", "--set-method", "mappo:iterations=2",

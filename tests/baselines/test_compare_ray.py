@@ -21,7 +21,7 @@ from baselines.cli import compare_main  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["--config", "configs/ieee13-50.yaml", "--seeds", "1", "--logger", "none",
+ARGS = ["--config", "ieee13-50", "--seeds", "1", "--logger", "none",
         "--methods", "gradmap,ippo,rule,no-control", "--set", "iterations=3",
         "--set", "eval_every=1", "--set-method", "ippo:iterations=2",
         "--set-method", "ippo:days_per_rollout=4", "--set-method", "ippo:eval_every=1"]

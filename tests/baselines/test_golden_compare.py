@@ -23,10 +23,11 @@ import pytest
 import torch
 
 from baselines.cli import compare_main
+from gradmap_agents.config import config_path
 
 RECORD = Path(__file__).parent / "golden" / "compare_ieee13-50.json"
 RTOL, ATOL = 1e-9, 1e-12
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ieee13-50.yaml"
+CONFIG = config_path("ieee13-50")
 
 ARGV = [
     "--methods", "gradmap,gradma,mappo,ippo,sb3-ippo,rule,no-control,oracle", "--seeds", "2",
@@ -37,7 +38,7 @@ ARGV = [
     "--set-method", "sb3-ippo:days_per_rollout=4",
     "--oracle-iterations", "10", "--logger", "none",
 ]
-"""The command (``gradmap-compare --config configs/ieee13-50.yaml`` + these, on one thread)."""
+"""The command (``gradmap-compare --config ieee13-50`` + these, on one thread)."""
 
 TIMES = ("seconds", "wall_seconds", "train_seconds")
 

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from baselines.rule import DEMAND, DEVICE, PV, VOLTAGE, RuleConfig, _battery, rule_based
-from gradmap_agents.evaluate import evaluate, no_control
+from gradmap_agents.evaluate import evaluate
 from gridedge_env.core import reset
 from gridedge_env.devices import battery
 from gridedge_env.registry import env_params
+from gridedge_env.rollout import no_control
 
 
 def test_rule_runs_the_test_days_pays_less_than_no_control_and_ends_above_initial_soc(env):

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def _train(tmp_path, name, *extra):
     out = tmp_path / name
-    assert cli.train_main(["--config", "configs/ieee13-50.yaml", "--out", str(out), *FAST,
+    assert cli.train_main(["--config", "ieee13-50", "--out", str(out), *FAST,
                            *extra]) == 0
     return out
 
@@ -114,7 +114,7 @@ train()
 
 def test_resume_after_kill_9(run, tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, "-c", KILL_AT_5, "--config", "configs/ieee13-50.yaml",
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_5, "--config", "ieee13-50",
                            "--out", str(out), *FAST], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     assert checkpoint.read(out / "checkpoint.safetensors")[1]["iteration"] == 4
@@ -128,7 +128,7 @@ def test_resume_after_kill_9(run, tmp_path):
 def test_refuses_to_overwrite_and_names_bad_checkpoints(run, tmp_path):
     before = (run / "checkpoint.safetensors").read_bytes()
     with pytest.raises(SystemExit, match="already holds a run"):
-        cli.train_main(["--config", "configs/ieee13-50.yaml", "--out", str(run), *FAST])
+        cli.train_main(["--config", "ieee13-50", "--out", str(run), *FAST])
     with pytest.raises(SystemExit, match=r"another configuration \(differs in seed"):
         cli.train_main(["--out", str(run), "--resume", "--set", "seed=5", "--logger", "none"])
     assert (run / "checkpoint.safetensors").read_bytes() == before
@@ -153,7 +153,7 @@ def test_diverging_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(gm, "lagrangian", poisoned)
     out = tmp_path / "nan"
-    rc = cli.train_main(["--config", "configs/ieee13-50.yaml", "--out", str(out), *FAST])
+    rc = cli.train_main(["--config", "ieee13-50", "--out", str(out), *FAST])
     assert rc == cli.EXIT_DIVERGED
     assert checkpoint.read(out / "checkpoint.safetensors")[1]["iteration"] == 4
 
@@ -163,7 +163,7 @@ def test_wandb_offline_never_fails_and_never_stores_the_key(tmp_path, monkeypatc
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "wb"
-    assert cli.train_main(["--config", "configs/ieee13-50.yaml", "--out", str(out), *FAST[:-2],
+    assert cli.train_main(["--config", "ieee13-50", "--out", str(out), *FAST[:-2],
                            "--set", "iterations=2", "--logger", "wandb", "--no-eval"]) == 0
     assert (out / "wandb").is_dir()
     for path in out.rglob("*"):
@@ -176,7 +176,7 @@ def test_wandb_offline_never_fails_and_never_stores_the_key(tmp_path, monkeypatc
 
     monkeypatch.setattr(wandb, "init", broken)
     out2 = tmp_path / "wb2"
-    assert cli.train_main(["--config", "configs/ieee13-50.yaml", "--out", str(out2), *FAST[:-2],
+    assert cli.train_main(["--config", "ieee13-50", "--out", str(out2), *FAST[:-2],
                            "--set", "iterations=2", "--logger", "wandb", "--no-eval"]) == 0
     assert (out2 / "train.csv").is_file()
 
@@ -194,7 +194,7 @@ def test_eval_with_opendss_agrees_with_our_solver(run):
 
 def test_max_minutes_stops_with_a_checkpoint_to_continue(tmp_path, capsys):
     out = tmp_path / "short"
-    assert cli.train_main(["--config", "configs/ieee13-50.yaml", "--out", str(out), *FAST,
+    assert cli.train_main(["--config", "ieee13-50", "--out", str(out), *FAST,
                            "--max-minutes", "0"]) == 0
     assert "continue with: gradmap-train --resume" in capsys.readouterr().out
     assert checkpoint.read(out / "checkpoint.safetensors")[1]["iteration"] == 1

@@ -1,14 +1,15 @@
 """Training configs: every YAML file loads; unknown keys, wrong types and impossible values are
-errors naming the file and key; --set overrides."""
+errors naming the file and key; --set overrides; registered configs load by name."""
 
 from pathlib import Path
 
 import pytest
 
-from gradmap_agents.config import TrainConfig, load_config, parse_set
+from gradmap_agents.config import TrainConfig, config_names, config_path, load_config, parse_set
 from gridedge_env.config import ConfigError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "gradmap_agents" / "configs").glob("*.yaml"))
+REGISTERED = ["ieee123-100", "ieee123-1000", "ieee123-300", "ieee13-50"]
 
 
 def test_there_are_training_configs():
@@ -47,3 +48,45 @@ def test_set_overrides_nested_keys(tmp_path):
     base = load_config(None)
     assert load_config(None, {"iterations": 999}).fingerprint() == base.fingerprint()  # resumable
     assert load_config(None, {"seed": 1}).fingerprint() != base.fingerprint()
+
+
+def test_registered_names_are_the_shipped_files():
+    assert config_names() == REGISTERED == sorted(p.stem for p in CONFIGS)
+    assert [config_path(n).resolve() for n in REGISTERED] == [p.resolve() for p in CONFIGS]
+    assert config_path("ieee13-50.yaml") == config_path("ieee13-50")
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_config_loads_by_name_by_path_and_by_file_name(name):
+    by_name = load_config(name)
+    assert load_config(f"{name}.yaml") == by_name
+    assert load_config(config_path(name)) == by_name == load_config(str(config_path(name)))
+    assert load_config(name, {"seed": 7}).seed == 7
+
+
+def test_an_existing_file_wins_over_a_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("ieee13-50.yaml").write_text("seed: 5\n")
+    assert load_config("ieee13-50.yaml").seed == 5
+    assert load_config("ieee13-50").seed == 0  # no such file: the registered config
+
+
+@pytest.mark.parametrize("value", ["ieee13-5", "nope.yaml", "configs/ieee13-50.yaml"])
+def test_unknown_name_lists_the_registered_names(value):
+    with pytest.raises(ConfigError) as err:
+        load_config(value)
+    msg = str(err.value)
+    assert "\n" not in msg and repr(value) in msg and "not a registered config name" in msg
+    assert "registered: " + ", ".join(REGISTERED) in msg
+    with pytest.raises(ConfigError, match="registered: ieee123-100"):
+        config_path("ieee13-5")
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n# and another\n", "---\n"])
+def test_empty_config_file_is_an_error(tmp_path, text):
+    path = tmp_path / "blank.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"blank\.yaml: config file is empty"):
+        load_config(path)
+    (tmp_path / "explicit.yaml").write_text("{}\n")  # an explicit empty mapping: the defaults
+    assert load_config(tmp_path / "explicit.yaml") == load_config(None)

@@ -1,6 +1,8 @@
 """GradMAP's pieces: the surrogate's first gradient is GradMA's, the clipped trust region, the
 dual ascent at every granularity, and an update that lowers the Lagrangian."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -27,9 +29,15 @@ def _policy(env, seed=0, dtype=torch.float64):
                          out_scale=1.0, dtype=dtype)
 
 
+def _sized(n_steps, n_nodes, n_line_phases):
+    """Just the sizes init_duals reads of an environment."""
+    return SimpleNamespace(n_steps=n_steps, node_mask=torch.ones(n_nodes, dtype=torch.float64),
+                           scenario=SimpleNamespace(feeder=SimpleNamespace(n_nodes=n_nodes)),
+                           powerflow=SimpleNamespace(line_phase_names=[""] * n_line_phases))
+
+
 def _duals(env, gran="node_time"):
-    return init_duals(gran, env.n_steps, env.scenario.feeder.n_nodes,
-                      len(env.powerflow.line_phase_names), 300.0, 30.0)
+    return init_duals(env, gran, 300.0, 30.0)
 
 
 def test_surrogate_first_gradient_equals_gradma(env):
@@ -69,21 +77,22 @@ def test_clipped_surrogate_stops_beyond_the_trust_region():
 @pytest.mark.parametrize("gran,shape", [("node_time", (48, 41)), ("node", (1, 41)),
                                         ("time", (48, 1)), ("global", (1, 1))])
 def test_dual_ascent_granularities(gran, shape):
-    d = init_duals(gran, 48, 41, 30, 100.0, 10.0)
-    assert d.v_over.shape == shape and d.line.shape == (shape[0], 30 if shape[1] > 1 else 1)
+    d = init_duals(_sized(48, 41, 30), gran, 100.0, 10.0)
+    assert d.v_over_pu.shape == shape and d.line_over.shape == (shape[0], 30 if shape[1] > 1 else 1)
     g = torch.zeros(4, 48, 41, dtype=torch.float64)
     g[:, 10, 7] = 0.02  # one node-step violated on every day
     cons = Constraints(g, torch.zeros_like(g), torch.zeros(4, 48, 30, dtype=torch.float64), None)
     new = dual_ascent(d, cons, rho_v=1000.0, rho_line=1.0, mu_max=1e6)
-    moved = new.v_over - d.v_over
+    moved = new.v_over_pu - d.v_over_pu
     assert float(moved.max()) == pytest.approx(20.0) and float(moved.min()) >= 0
     assert int((moved > 0).sum()) == 1  # only the multiplier that weighs (10, 7) moves
-    assert torch.equal(new.v_under, d.v_under)  # no undervoltage: the projection keeps it
-    down = dual_ascent(Duals(d.v_over, torch.full_like(d.v_under, -5.0), d.line), cons, 1.0, 1.0, 1e6)
-    assert float(down.v_under.min()) == 0.0  # projected onto mu >= 0
+    assert torch.equal(new.v_under_pu, d.v_under_pu)  # no undervoltage: the projection keeps it
+    down = dual_ascent(Duals(d.v_over_pu, torch.full_like(d.v_under_pu, -5.0), d.line_over), cons,
+                       1.0, 1.0, 1e6)
+    assert float(down.v_under_pu.min()) == 0.0  # projected onto mu >= 0
     assert penalty(new, cons).shape == (4,)
     with pytest.raises(ValueError, match="granularity"):
-        init_duals("bus", 48, 41, 30, 1.0, 1.0)
+        init_duals(_sized(48, 41, 30), "bus", 1.0, 1.0)
 
 
 @pytest.mark.parametrize("method", ["gradma", "gradmap"])
@@ -106,8 +115,7 @@ def test_float32_environment_trains():
     env32 = env_params("ieee13-50-v0", dtype=torch.float32)
     pol = _policy(env32, seed=2, dtype=torch.float32)
     opt = torch.optim.Adam(pol.parameters(), lr=3e-3)
-    duals = init_duals("node_time", env32.n_steps, env32.scenario.feeder.n_nodes,
-                       len(env32.powerflow.line_phase_names), 300.0, 30.0, dtype=torch.float32)
+    duals = init_duals(env32, "node_time", 300.0, 30.0)
     days = env32.scenario.split.train[:4]
     before = environment_gradient(env32, pol, days, duals)
     assert before.g.dtype == torch.float32 and torch.isfinite(before.g).all()

@@ -78,11 +78,11 @@ def test_observations_are_the_documented_features(params):
 def test_vec_env_rollout_without_grad():
     env = make_vec("ieee13-50-v0", num_envs=4)
     obs = env.reset(seed=1)
-    assert obs.shape == (4, env.n_agents, env.params.obs_dim)
-    for _ in range(env.params.n_steps):
+    assert obs.shape == (4, env.n_agents, env.env.obs_dim)
+    for _ in range(env.env.n_steps):
         out = env.step(torch.zeros(4, env.n_agents, dtype=torch.float64))
     assert out.terminated.all() and not out.reward.requires_grad
-    assert env.global_state().shape == (4, env.n_agents * (env.params.obs_dim + 1))
+    assert env.global_state().shape == (4, env.n_agents * (env.env.obs_dim + 1))
     with pytest.raises(RuntimeError, match="finished day"):
         env.step(torch.zeros(4, env.n_agents, dtype=torch.float64))
 

@@ -5,18 +5,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gridedge_env.analysis import violation_stats
 from gridedge_env.config import ConfigError
-from gridedge_env.network import load_feeder
+from gridedge_env.feeders import load_feeder
 from gridedge_env.scenarios import (
     SCENARIOS,
     build_scenario,
     load_scenario,
     place_agents,
-    violation_stats,
 )
 from gridedge_env.scenarios.placement import largest_remainder, spot_load_kw_per_node
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "env"
+CONFIGS = Path(__file__).resolve().parents[2] / "gradmap_agents" / "configs" / "env"
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

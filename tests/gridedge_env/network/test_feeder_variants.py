@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from gridedge_env.network import load_feeder
+from gridedge_env.feeders import load_feeder
 from gridedge_env.network.bundled import BUNDLED_SOURCES
-from gridedge_env.network.opendss_import import import_opendss
+from gridedge_env.opendss.importer import import_opendss
 from gridedge_env.powerflow import PowerFlow
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from gridedge_env.network import BUNDLED, load_feeder
+from gridedge_env.feeders import load_feeder
+from gridedge_env.network import BUNDLED
 from gridedge_env.powerflow import PowerFlow
 from gridedge_env.scenarios.placement import place_agents
 

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridedge_env.network import load_feeder
+from gridedge_env.feeders import load_feeder
 from gridedge_env.powerflow import PowerFlow
 
 NODES13 = ["675.1", "675.2", "611.3", "652.1", "692.3", "634.2"]

@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from gridedge_env.network import BUNDLED, load_feeder
+from gridedge_env.feeders import load_feeder
+from gridedge_env.network import BUNDLED
 from gridedge_env.network.bundled import BUNDLED_SOURCES
-from gridedge_env.powerflow import PowerFlow, PowerFlowError
-from gridedge_env.validation import (
+from gridedge_env.opendss.crosscheck import (
     BUDGET_GATES,
     compare,
     extended_precision_solution,
     random_scenarios,
 )
+from gridedge_env.powerflow import PowerFlow, PowerFlowError
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import torch
 
-from gridedge_env.network import load_feeder
+from gridedge_env.feeders import load_feeder
 from gridedge_env.network.synthetic import synthetic_radial
 from gridedge_env.powerflow import PowerFlow
 

@@ -62,7 +62,7 @@ def test_matches_core_and_parallel_env(env):
     par = make("ieee13-50-v0")
     _, pinfo = par.reset(seed=9)
     assert info["day"] == pinfo[par.possible_agents[0]]["day"]
-    p = env.unwrapped.params
+    p = env.unwrapped.env
     state, _ = reset(p, 1, days=torch.tensor([info["day"]]))
     from gridedge_env.core import global_state
 
@@ -80,8 +80,8 @@ def test_local_reward_is_summed():
     e = gg.GridEdgeCentralEnv(env_params("ieee13-50-v0", reward={"kind": "local"}))
     _, info = e.reset(seed=0)
     _, rew, _, _, _ = e.step(np.zeros(N, np.float32))
-    state, _ = reset(e.params, 1, days=torch.tensor([info["day"]]))
-    _, out = step(e.params, state, torch.zeros(1, N, dtype=torch.float64))
+    state, _ = reset(e.env, 1, days=torch.tensor([info["day"]]))
+    _, out = step(e.env, state, torch.zeros(1, N, dtype=torch.float64))
     assert rew == pytest.approx(float(out.reward.sum()))
 
 

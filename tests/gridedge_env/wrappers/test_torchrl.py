@@ -38,12 +38,12 @@ def test_matches_core_and_ends_the_day(env):
     env.set_seed(3)
     td0 = env.reset()
     days = env._state.day.clone()
-    state, obs = reset(env.params, 3, days=days)
+    state, obs = reset(env.env, 3, days=days)
     assert torch.equal(td0["agents", "observation"], obs.float())
     act = torch.linspace(-1, 1, N).expand(3, N)
     for k in range(T):
         td = env.step(td0.set(("agents", "action"), act.unsqueeze(-1).float())).get("next")
-        state, out = step(env.params, state, act.double())
+        state, out = step(env.env, state, act.double())
         assert td["done"].all() == (k == T - 1) and td["done"].any() == (k == T - 1)
     torch.testing.assert_close(td["agents", "reward"].squeeze(-1), out.reward.float())
     with pytest.raises(RuntimeError, match="finished day"):

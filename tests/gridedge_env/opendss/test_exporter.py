@@ -9,12 +9,13 @@ import numpy as np
 import opendssdirect
 import pytest
 
-from gridedge_env.network import BUNDLED, load_feeder
+from gridedge_env.feeders import load_feeder
+from gridedge_env.network import BUNDLED
 from gridedge_env.network.bundled import BUNDLED_SOURCES
-from gridedge_env.network.opendss_export import export_opendss, line_matrices
-from gridedge_env.network.opendss_import import _stage, import_opendss
 from gridedge_env.network.synthetic import synthetic_radial
-from gridedge_env.validation import BUDGET_GATES, compare
+from gridedge_env.opendss.crosscheck import BUDGET_GATES, compare
+from gridedge_env.opendss.exporter import export_opendss, line_matrices
+from gridedge_env.opendss.importer import import_opendss, stage_master
 
 FEEDERS = [*BUNDLED, "synthetic40"]
 
@@ -40,7 +41,7 @@ def _reference(models: Path, name: str, tmp_path: Path):
     """The untouched reference model of bundled feeder ``name`` at its published taps, controls
     off, compiled in a fresh OpenDSS context."""
     folder, master, taps = BUNDLED_SOURCES[name]
-    ref = _compiled(_stage((models / folder / master).resolve(), tmp_path))
+    ref = _compiled(stage_master((models / folder / master).resolve(), tmp_path))
     for reg, tap in taps.items():
         ref.Text.Command(f"transformer.{reg}.wdg=2 tap={tap!r}")
     ref.Text.Command("set controlmode=off")

@@ -14,7 +14,7 @@ voltages are set by anti-float admittances alone and are not compared (``docs/po
 error budget).
 
 The OpenDSS circuit is the user's own master file when given, else the feeder exported by
-:func:`~gridedge_env.network.opendss_export.export_opendss` (so bundled feeders need no files).
+:func:`~gridedge_env.opendss.exporter.export_opendss` (so bundled feeders need no files).
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .network.feeder import Feeder
-from .powerflow import PowerFlow
+from ..network.feeder import Feeder
+from ..powerflow import PowerFlow
+from .exporter import export_opendss, load_parts
+from .importer import opendss_engine, stage_master
 
 #: Gates of the test suite's comparisons of the bundled feeders with OpenDSS, each set from the
 #: measured error budget (docs/powerflow.md: worst figure over seeds, load models and both of our
@@ -123,18 +125,14 @@ def load_headroom(feeder: Feeder, load_model: str) -> float:
 
 def _compile(dss, feeder: Feeder, master: Path | None, tmp: Path, load_model: str):
     """Compile the OpenDSS circuit; returns its feeder loads as (name, kva, index) triples."""
-    from .network.opendss_import import _stage
-
     if master is None:
-        from .network.opendss_export import export_opendss, load_parts
-
         script = tmp / "feeder.dss"
         export_opendss(feeder, script, load_model=load_model)
         dss.Text.Command("clear")
         dss.Text.Command(f'compile "{script}"')
         return [(name, s, li) for name, s, _, li in load_parts(feeder, load_model)]
     dss.Text.Command("clear")
-    dss.Text.Command(f'compile "{_stage(master.resolve(), tmp)}"')
+    dss.Text.Command(f'compile "{stage_master(master.resolve(), tmp)}"')
     dss.Text.Command("set controlmode=off")
     for name, taps in feeder.taps.items():
         dss.Text.Command(f"transformer.{name}.taps=[{' '.join(repr(float(t)) for t in taps)}]")
@@ -151,8 +149,6 @@ def opendss_solutions(feeder: Feeder, load_scale, inj_nodes, s_kva, load_model: 
     converged ``(S,)`` bool and the tolerance each needed ``(S,)`` (NaN where none sufficed).
     After a failed scenario the nominal case is solved again, so the next one starts from a
     sane point rather than from the failed iterate."""
-    from .network.opendss_import import opendss_engine
-
     with opendss_engine() as dss, tempfile.TemporaryDirectory() as tmp:
         parts = _compile(dss, feeder, master, Path(tmp), load_model)
         for j, node in enumerate(inj_nodes):

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gridedge_env.network import BUNDLED, Feeder, load_feeder
+from gridedge_env.feeders import load_feeder
+from gridedge_env.network import BUNDLED, Feeder
 from gridedge_env.network.bundled import BUNDLED_SOURCES
-from gridedge_env.network.opendss_import import FeederImportError, import_opendss
+from gridedge_env.opendss.importer import FeederImportError, import_opendss
 
 TINY = """\
 Clear

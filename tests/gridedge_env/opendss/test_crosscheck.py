@@ -6,10 +6,10 @@ import json
 import pytest
 
 from gridedge_env import cli
-from gridedge_env.network import load_feeder
-from gridedge_env.validation import BUDGET_GATES, compare
+from gridedge_env.feeders import load_feeder
+from gridedge_env.opendss.crosscheck import BUDGET_GATES, compare
 
-from .conftest import CIRCUITS, FLOATING_SECONDARY
+from ..conftest import CIRCUITS, FLOATING_SECONDARY
 
 
 def _run(argv, capsys):
@@ -49,7 +49,7 @@ def test_unsolvable_circuit_exits_2_and_names_the_scenarios(dss_circuit, capsys)
 
 def test_some_unsolved_scenarios_are_reported_and_left_out(dss_circuit, capsys, monkeypatch):
     # loads near collapse: the random scenarios above nominal go past the nose of the PV curve
-    import gridedge_env.validation as v
+    import gridedge_env.opendss.crosscheck as v
 
     monkeypatch.setattr(v, "load_headroom", lambda feeder, load_model: 1.5)
     rc, out, printed = _run([str(dss_circuit("ieee4_yy")), "--scenarios", "8", "--load-model",

@@ -11,8 +11,6 @@ reference so each speed is read at a known accuracy. Ours: median of ``repeats``
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -21,32 +19,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .network import load_feeder
-from .powerflow import PowerFlow
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from ..feeders import load_feeder
+from ..network.synthetic import synthetic_radial
+from ..opendss.exporter import export_opendss
+from ..opendss.importer import opendss_engine
+from ..powerflow import PowerFlow
+from .common import machine, sync
 
 
 def _time(fn, device, repeats: int) -> float:
     fn()  # warm-up
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
 def _opendss(feeder, mults: np.ndarray, tol: float):
     """Time OpenDSS on the scenarios; returns (solves/s, voltages (S, n) in feeder order)."""
-    from .network.opendss_export import export_opendss
-    from .network.opendss_import import opendss_engine
-
     with opendss_engine() as dss, tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "feeder.dss"
         export_opendss(feeder, script, load_model="pq")
@@ -71,22 +65,8 @@ def _opendss(feeder, mults: np.ndarray, tol: float):
 def _feeder(name: str):
     """A bundled feeder, or ``synthetic-<buses>`` (:func:`~.network.synthetic.synthetic_radial`)."""
     if name.startswith("synthetic-"):
-        from .network.synthetic import synthetic_radial
-
         return synthetic_radial(int(name.split("-", 1)[1]))
     return load_feeder(name)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
 def bench_powerflow(feeder_name: str = "ieee123", batch: int = 1024, device: str = "cpu",

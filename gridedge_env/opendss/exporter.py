@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .feeder import Element, Feeder
+from ..network.feeder import Element, Feeder
 
 _LOAD_BAND = "vminpu=0 vmaxpu=10 vlowpu=0"
 _LOAD_MODELS = ("pq", "zip", "opendss")
@@ -291,7 +291,7 @@ def export_opendss(feeder: Feeder, path: str | Path | None = None, *, load_scale
         raise ValueError(f"load_model must be one of {_LOAD_MODELS}, got {load_model!r}")
     scale = _scale(feeder, load_scale)
     freq = float(feeder.meta.get("frequency_hz", feeder.source.params.get("frequency", 60.0)))
-    out = [f"! {feeder.name}: written by gridedge_env.network.opendss_export "
+    out = [f"! {feeder.name}: written by gridedge_env.opendss.exporter "
            f"(load_model={load_model})",
            "Clear", f"Set DefaultBaseFrequency={_num(freq)}", _source(feeder)]
     for el in feeder.elements:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .feeder import Element, Feeder
+from ..network.feeder import Element, Feeder
 
 IMPORTER_VERSION = 1
 
@@ -105,7 +105,7 @@ def _missing_case_refs(master: Path, seen: set | None = None) -> list[tuple[Path
     return out
 
 
-def _stage(master: Path, workdir: Path) -> Path:
+def stage_master(master: Path, workdir: Path) -> Path:
     """Copy the model's folder to ``workdir`` and add files under the spellings the model uses.
 
     Models written on Windows often ``redirect`` a file under another letter case; on a
@@ -319,7 +319,7 @@ def import_opendss(master: str | Path, *, name: str | None = None, taps="solved"
     resolved = master.resolve()
     with opendss_engine() as dss:
         with tempfile.TemporaryDirectory() as tmp:
-            staged = _stage(resolved, Path(tmp))
+            staged = stage_master(resolved, Path(tmp))
             _cmd(dss, "clear", str(master))
             _cmd(dss, f'compile "{staged}"', str(master))
             if dss.Basic.NumCircuits() == 0 or not dss.Circuit.Name():
