@@ -7,14 +7,17 @@ import json
 import sys
 from pathlib import Path
 
+from gridedge_env.config import ConfigError
+
+from .compare import METHODS, Plan, run_compare
+from .scaling import scaling_plot, scaling_table
+
 
 def compare_main(argv=None) -> int:
     """``gradmap-compare --config NAME|FILE --methods gradmap,gradma,mappo,ippo,rule,no-control,oracle
     [--seeds 3] [--budget-minutes M] [--out DIR] [--logger wandb|csv|none] [--set key=value]
     [--set-method METHOD:KEY=VALUE] [--opendss] [--ray ADDRESS [--ray-cpus K]] [--json]``:
     every method on the same data, seeds and budget; a table and plots in DIR."""
-    from .compare import METHODS, Plan, run_compare
-
     ap = argparse.ArgumentParser(prog="gradmap-compare", description=compare_main.__doc__)
     ap.add_argument("--config", help="training config shared by every method: a registered name "
                     "(ieee13-50, ieee123-1000, ieee123-100, ieee123-300) or a YAML file")
@@ -40,8 +43,6 @@ def compare_main(argv=None) -> int:
     ap.add_argument("--ray-cpus", type=int, default=1, help="CPUs and torch threads per Ray task")
     ap.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = ap.parse_args(argv)
-    from gridedge_env.config import ConfigError
-
     stem = Path(args.config).stem if args.config else "defaults"
     try:
         plan = Plan(args.config, tuple(args.set), tuple(m.strip() for m in args.methods.split(",")),
@@ -60,8 +61,6 @@ def scaling_main(argv=None) -> int:
     """``gradmap-scaling DIR [DIR ...] --out PNG [--json]``: the scaling figure (and JSON)
     from finished comparisons of one feeder at different agent counts
     (:mod:`baselines.scaling`)."""
-    from .scaling import scaling_plot, scaling_table
-
     ap = argparse.ArgumentParser(prog="gradmap-scaling", description=scaling_main.__doc__)
     ap.add_argument("dirs", nargs="+", type=Path, help="gradmap-compare output directories")
     ap.add_argument("--out", required=True, type=Path, help="figure to write (PNG)")

@@ -283,7 +283,9 @@ def _log_prob(a, mu, log_std):
 
 def update(cfg: PPOConfig, s: PPOState, batch: dict) -> dict:
     """GAE, value normalisation and ``epochs x minibatches`` clipped PPO steps (module docstring)."""
-    from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
+    from torchrl.objectives.value.functional import (  # optional (gridedge[rl])
+        vec_generalized_advantage_estimate,  # optional (gridedge[rl])
+    )
 
     val, rew = batch["val"], batch["rew"]  # (B, T, N)
     b, n_t, n = val.shape

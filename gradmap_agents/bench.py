@@ -152,7 +152,7 @@ def bench_kernel(n_agents: int = 1000, samples: tuple[int, ...] = (32, 384, 1536
     (:class:`.policy.StackedMLP`), the same formula through plain autograd, and TorchRL's
     ``MultiAgentMLP`` with ``share_params=False`` (its own input layout ``(S, N, F)``)."""
     try:
-        from torchrl.modules import MultiAgentMLP
+        from torchrl.modules import MultiAgentMLP  # optional dependency (gridedge[rl])
     except ImportError as e:
         raise SystemExit("gradmap-bench --kernel compares with TorchRL's MultiAgentMLP: "
                          "pip install 'gridedge[rl]'") from e

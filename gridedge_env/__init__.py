@@ -8,10 +8,11 @@ views (``gymnasium.make("gridedge/IEEE13-50-v0")``). See ``docs/index.md``.
 
 from importlib.metadata import version as _version
 
+from .envs import make, make_vec
 from .feeders import load_feeder
 from .network import BUNDLED, Feeder
 from .powerflow import PowerFlow, PowerFlowError, PowerFlowResult
-from .registry import make, make_vec, register, registry
+from .registry import register, registry
 from .wrappers import gymnasium as _gymnasium  # noqa: F401  registers gridedge/IEEE13-50-v0, ...
 
 __all__ = [

@@ -20,6 +20,7 @@ and 0 for generators. The global state for centralised critics is :func:`global_
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import partial
 from typing import NamedTuple
@@ -154,8 +155,6 @@ def make_env(config: EnvConfig, device="cpu", dtype=torch.float64,
 
 
 def _to(scn: Scenario, device) -> Scenario:
-    import dataclasses
-
     def move(nt):
         return type(nt)(*(x.to(device) if isinstance(x, torch.Tensor) else x for x in nt))
 

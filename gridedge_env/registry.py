@@ -59,17 +59,3 @@ def env_params(env_id: str, device="cpu", dtype=torch.float64, **overrides) -> E
     if config.split not in ("train", "validation", "test"):
         raise ConfigError(f"{env_id}.split must be train, validation or test, got {config.split!r}")
     return make_env(config, device=device, dtype=dtype)
-
-
-def make(env_id: str, render_mode: str | None = None, **overrides):
-    """A PettingZoo ``ParallelEnv`` (one day at a time) for a registered environment."""
-    from .wrappers.parallel import GridEdgeParallelEnv
-
-    return GridEdgeParallelEnv(env_params(env_id, **overrides), render_mode=render_mode)
-
-
-def make_vec(env_id: str, num_envs: int, device="cpu", dtype=torch.float64, **overrides):
-    """The batched core over ``num_envs`` parallel days (:class:`~.wrappers.vector.VecEnv`)."""
-    from .wrappers.vector import VecEnv
-
-    return VecEnv(env_params(env_id, device=device, dtype=dtype, **overrides), num_envs)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundled import load_bundled
 from .container import Profiles
 
 FIVE_DAYS_START = "2016-04-11"
@@ -20,15 +21,13 @@ def plot_five_days(
 
     ``profiles`` defaults to :func:`~gridedge_env.data.load_bundled`. Returns ``path``.
     """
-    import matplotlib
+    import matplotlib  # matplotlib only when plotting (import time)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
     if profiles is None:
-        from .bundled import load_bundled
-
-        profiles = load_bundled()
+            profiles = load_bundled()
     d0 = profiles.dates.index(start)
     days = list(range(d0, d0 + n_days))
     p = profiles.select_days(days)

@@ -113,7 +113,7 @@ def _rows(coeffs, keep):
     return tuple(None if c is None else c[keep] for c in coeffs)
 
 
-def _conj_load(u: torch.Tensor, s_p, c_i, y_z) -> torch.Tensor:
+def conj_load(u: torch.Tensor, s_p, c_i, y_z) -> torch.Tensor:
     """``conj(-i(u))`` in complex form, ``(B, m)``: ``s_P / u + c_I conj(u) / |u| + y_Z conj(u)``
     (coefficients complex ``(B, m)`` or None). One complex division for constant-power ports."""
     g = s_p / u
@@ -131,7 +131,7 @@ def _complex(c):
 def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
     """Z-bus fixed point over a batch. Returns ``x, converged, iterations, residual``.
 
-    The iterate is complex, ``u <- a - M conj(g(u))`` with ``g`` = :func:`_conj_load`, kept in
+    The iterate is complex, ``u <- a - M conj(g(u))`` with ``g`` = :func:`conj_load`, kept in
     p.u. of ``|a|``, so an iteration is one complex division, one real GEMM on the interleaved
     (re, im) view (``net.fixed_point_map``) and the step size. The per-scenario bookkeeping
     (contraction rate, stopping test, active set) runs in numpy on the ``(B,)`` step sizes: one
@@ -170,7 +170,7 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
         if pending is not None:  # the unrolled block's last step: judge it like any other
             step, pending = pending, None
         else:
-            un = net.fixed_point_map(_conj_load(ua, *ca))
+            un = net.fixed_point_map(conj_load(ua, *ca))
             dx = torch.view_as_real(un) - torch.view_as_real(ua)  # (B_active, m, 2)
             step = dx.abs_().reshape(len(active), 2 * m).amax(dim=-1)  # 6x faster than inf-norm
             step = step.cpu().numpy().astype(np.float64)

@@ -107,10 +107,6 @@ def _conj_interleaved(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _planar(z: torch.Tensor) -> torch.Tensor:
-    return torch.stack([z.real, z.imag], dim=1)
-
-
 class DenseNetwork:
     """Dense port-space operator (see module docstring); tensors on ``device`` in ``dtype``."""
 

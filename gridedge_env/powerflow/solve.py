@@ -16,7 +16,7 @@ import torch
 from ..compiling import compile_own
 from ..network.feeder import Feeder
 from ..network.grounding import why_floating
-from .implicit import PortSolve, Settings, _conj_load
+from .implicit import PortSolve, Settings, conj_load
 from .ports import build_ports, make_network
 from .unrolled import UnrolledNetwork, iterate, line_outputs, node_outputs
 
@@ -405,7 +405,7 @@ class PowerFlow:
                 i_il, loading = lines(g_il, net)
                 return torch.view_as_complex(i_il), loading
         else:
-            g = _conj_load(u, *(None if c is None else torch.complex(c[:, 0], c[:, 1])
+            g = conj_load(u, *(None if c is None else torch.complex(c[:, 0], c[:, 1])
                                 for c in coeffs))  # conj(-i): what the ports draw
             v = self.network.node_voltages(g)
             v_pu = magnitude(v) / self._base_v

@@ -9,10 +9,10 @@ See ``docs/scenarios.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..config import ConfigError, load_yaml
+from ..config import ConfigError, from_dict, load_yaml, merge
 from ..devices import BatteryConfig, GeneratorConfig, HeatPumpConfig, HouseholdConfig
 
 
@@ -114,10 +114,6 @@ def load_scenario(name_or_path: str | Path, **overrides) -> ScenarioConfig:
     if str(name_or_path) in SCENARIOS:
         if not overrides:
             return SCENARIOS[str(name_or_path)]
-        from dataclasses import asdict
-
-        from ..config import from_dict, merge
-
         return from_dict(ScenarioConfig, merge(asdict(SCENARIOS[str(name_or_path)]), overrides),
                          str(name_or_path))
     path = Path(name_or_path)

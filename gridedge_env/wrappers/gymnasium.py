@@ -37,6 +37,7 @@ import torch
 from gymnasium import spaces
 
 from ..core import EnvParams, global_state, reset, step
+from ..registry import env_params
 
 GYM_IDS = {
     "gridedge/IEEE13-50-v0": "ieee13-50-v0",
@@ -121,13 +122,13 @@ class GridEdgeCentralEnv(gymnasium.Env):
         if self.render_mode is None:
             gymnasium.logger.warn("render() called without a render_mode; pass render_mode= to make")
             return None
-        from .render import draw
+        from .render import draw  # matplotlib only when rendering (import time)
 
         return draw(self.env, self._last, self.render_mode)
 
     def close(self):
         if self.render_mode == "human":
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # matplotlib only when rendering
 
             plt.close("all")
 
@@ -135,8 +136,6 @@ class GridEdgeCentralEnv(gymnasium.Env):
 def make_central_env(env_id: str, render_mode: str | None = None, **overrides) -> GridEdgeCentralEnv:
     """Build the centralised view of registered environment ``env_id`` (``"ieee13-50-v0"``);
     ``overrides`` (and ``device``/``dtype``) go to :func:`gridedge_env.registry.env_params`."""
-    from ..registry import env_params
-
     return GridEdgeCentralEnv(env_params(env_id, **overrides), render_mode=render_mode)
 
 

@@ -10,11 +10,11 @@ import numpy as np
 
 
 def draw(env, out, mode: str):
-    import matplotlib
+    import matplotlib  # matplotlib only when plotting (import time)
 
     if mode == "rgb_array":
         matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
     f = env.scenario.feeder
     coords = f.bus_coords

@@ -12,7 +12,7 @@ Every agent of every day is one sub-environment of an SB3 ``VecEnv``, so one pol
 
 This is SuperSuit's ``pettingzoo_env_to_vec_env_v1`` + ``concat_vec_envs_v1(...,
 base_class="stable_baselines3")`` with two differences. Each copy is built by a fresh
-:func:`gridedge_env.registry.make` instead of ``cloudpickle``-copying one env. And SB3's
+:func:`gridedge_env.make` instead of ``cloudpickle``-copying one env. And SB3's
 ``VecEnv.seed`` works (SuperSuit's wrapper forwards it to a Gymnasium ``VectorEnv``, which has no
 ``seed``, so ``PPO(..., seed=s)`` would raise): as in SB3 the seed applies at the next ``reset``,
 copy ``j`` gets ``seed + j``. The copies step in this process: SuperSuit's worker processes
@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import functools
 
+from ..registry import env_params
+from .parallel import GridEdgeParallelEnv
+
 
 def _import_supersuit():
     try:
         import supersuit  # noqa: F401
-        from supersuit.vector import ConcatVecEnv
-        from supersuit.vector.sb3_vector_wrapper import SB3VecEnvWrapper
+        from supersuit.vector import ConcatVecEnv  # optional dependency (gridedge[rl])
+        from supersuit.vector.sb3_vector_wrapper import SB3VecEnvWrapper  # optional dependency (gridedge[rl])
     except ImportError as exc:
         raise ImportError("gridedge_env.wrappers.sb3 needs SuperSuit and Stable-Baselines3: "
                           "pip install 'supersuit>=3.11' 'stable-baselines3>=2.3'") from exc
@@ -44,11 +47,10 @@ class _MakeMarkovEnv:
         self.env_id, self.overrides = env_id, overrides
 
     def __call__(self):
-        from supersuit import pettingzoo_env_to_vec_env_v1
+        from supersuit import pettingzoo_env_to_vec_env_v1  # optional dependency (gridedge[rl])
 
-        from ..registry import make
-
-        return pettingzoo_env_to_vec_env_v1(make(self.env_id, **self.overrides))
+        return pettingzoo_env_to_vec_env_v1(
+            GridEdgeParallelEnv(env_params(self.env_id, **self.overrides)))
 
 
 @functools.cache
@@ -82,7 +84,7 @@ def sb3_vec_env(env_id: str, num_vec_envs: int = 1, seed: int | None = None, **o
     ``(num_envs, obs_dim)``, actions ``(num_envs, 1)``.
 
     ``seed`` seeds the first ``reset`` (copy ``j``: ``seed + j``; ``PPO(seed=...)`` reseeds it);
-    ``overrides`` as in :func:`gridedge_env.registry.make` (``split="test"``,
+    ``overrides`` as in :func:`gridedge_env.make` (``split="test"``,
     ``reward={"scale": 0.01}``, ...).
     """
     if num_vec_envs < 1:

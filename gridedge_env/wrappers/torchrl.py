@@ -35,6 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("gridedge_env.wrappers.torchrl needs TorchRL: pip install 'torchrl>=0.14'") from exc
 
 from ..core import EnvParams, EnvState, global_state, observe, reset, step
+from ..registry import env_params
 
 
 class GridEdgeTorchRLEnv(EnvBase):
@@ -134,7 +135,5 @@ def make_torchrl_env(env_id: str, num_envs: int = 1, *, seed: int | None = None,
                      dtype: torch.dtype = torch.float32, device="cpu", **overrides) -> GridEdgeTorchRLEnv:
     """:class:`GridEdgeTorchRLEnv` over ``num_envs`` days of registered environment ``env_id``;
     ``overrides`` as in :func:`gridedge_env.registry.env_params` (the core stays float64)."""
-    from ..registry import env_params
-
     return GridEdgeTorchRLEnv(env_params(env_id, device=device, **overrides), num_envs, seed=seed,
                               dtype=dtype)

@@ -85,7 +85,9 @@ def test_golden_comparison_reproduces(tmp_path):
     assert sorted(got) == sorted(want), "runs differ from the record"
     bad = []
     for run, nums in want.items():
-        assert sorted(got[run]) == sorted(nums), f"{run}: keys differ from the record"
+        # every recorded number must come back; metrics added later (nonconverged_share) may join
+        lost = sorted(set(nums) - set(got[run]))
+        assert not lost, f"{run}: numbers of the record missing: {lost[:10]}"
         for k, w in nums.items():
             g = got[run][k]
             if isinstance(w, float) and isinstance(g, float):

@@ -6,7 +6,8 @@ import torch
 from gridedge_env.config import ConfigError
 from gridedge_env.core import reset, step
 from gridedge_env.costs import lagrangian
-from gridedge_env.registry import env_params, make_vec, register
+from gridedge_env.envs import make_vec
+from gridedge_env.registry import env_params, register
 
 
 @pytest.fixture(scope="module")

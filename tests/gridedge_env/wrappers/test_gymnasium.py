@@ -10,7 +10,8 @@ from gymnasium.utils.env_checker import check_env
 
 import gridedge_env.wrappers.gymnasium as gg
 from gridedge_env.core import reset, step
-from gridedge_env.registry import env_params, make
+from gridedge_env.envs import make
+from gridedge_env.registry import env_params
 
 GYM_ID, N, T, D = "gridedge/IEEE13-50-v0", 50, 48, 7
 

@@ -7,7 +7,7 @@ import torch
 pytest.importorskip("supersuit")
 pytest.importorskip("stable_baselines3")
 
-from gridedge_env.registry import make  # noqa: E402
+from gridedge_env.envs import make  # noqa: E402
 from gridedge_env.wrappers.sb3 import sb3_vec_env  # noqa: E402
 
 ENV = "ieee13-50-v0"
