@@ -47,6 +47,7 @@ from .ppo import PPOConfig, init_ppo, train_ppo
 from .ppo_checkpoint import load_ppo, save_ppo
 from .resim import RESIMULATED, MissingPolicy, resimulate, save_obs_norm
 from .rule import rule_based
+from .sb3_ippo import SB3Config, train_sb3
 
 GRADIENT = ("gradmap", "gradma")
 PPO = ("mappo", "ippo")
@@ -217,10 +218,9 @@ def _config(plan: Plan, method: str, config_class, **fixed):
 
 def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     """Stable-Baselines3 PPO with parameter sharing (the PettingZoo route) within the budget;
-    the SB3 model in ``model.zip``, its observation statistics in ``vecnormalize.json``. A
-    killed run restarts from scratch."""
-
-    from .sb3_ippo import SB3Config, train_sb3  # Stable-Baselines3 is optional (gridedge[rl])
+    the policy network's weights in ``policy.safetensors`` and its architecture in
+    ``sb3_policy.json`` (no pickled ``model.zip``), its observation statistics in
+    ``vecnormalize.json``. A killed run restarts from scratch."""
 
     scfg = _config(plan, method, SB3Config, seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +229,7 @@ def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     policy, history, seconds, steps = train_sb3(
         env, cfg.env, scfg, progress_fn=log.log,
         should_stop=lambda t: budget is not None and t > budget)
-    policy.model.save(run_dir / "model.zip")
+    policy.save(run_dir)
     save_obs_norm(policy.vecnorm, run_dir / "vecnormalize.json")
     m, _ = evaluate(env, policy, env.scenario.split.test)
     log.summary({f"test/{k}": v for k, v in m.items()})

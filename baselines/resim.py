@@ -3,7 +3,10 @@ re-simulation (``gradmap-compare --opendss``).
 
 Every run directory keeps what its policy needs: ``checkpoint.safetensors`` (GradMAP,
 GradMA), ``actor.safetensors`` and the ``ppo_config`` in ``result.json`` (MAPPO, IPPO),
-``model.zip`` and ``vecnormalize.json`` (SB3). Rule and no control are rebuilt from the
+``policy.safetensors``, ``sb3_policy.json`` and ``vecnormalize.json`` (SB3). Nothing is
+unpickled: SB3's ``model.zip``, which an older run may hold, is never loaded (a crafted one
+would run code), and a run with nothing else is reported to be rerun. Rule and no control are
+rebuilt from the
 environment. The re-simulation steps the test days with OpenDSS solving every power flow
 (:func:`gradmap_agents.opendss_check.opendss_check`, the check of ``gradmap-eval --opendss``), so a
 comparison's numbers do not rest on our solver alone. The oracle is not re-simulated: its
@@ -28,6 +31,7 @@ from gridedge_env.rollout import no_control
 
 from .ppo import PPOConfig, make_actor
 from .rule import rule_based
+from .sb3_ippo import POLICY_SPEC, POLICY_WEIGHTS, SB3Policy
 
 RESIMULATED = ("gradmap", "gradma", "mappo", "ippo", "sb3-ippo", "rule", "no-control")
 
@@ -44,9 +48,7 @@ def policy_of(method: str, result: dict, run_dir: Path, env):
     if method in ("mappo", "ippo"):
         return _ppo_actor(result, _need(run_dir / "actor.safetensors"), env)
     if method == "sb3-ippo":
-        from .sb3_ippo import SB3Policy
-
-        return SB3Policy.load(_need(run_dir / "model.zip"), _need(run_dir / "vecnormalize.json"))
+        return _sb3_policy(run_dir)
     if method == "rule":
         return rule_based(env)
     if method == "no-control":
@@ -58,6 +60,16 @@ def _need(path: Path) -> Path:
     if not path.is_file():
         raise MissingPolicy(f"{path} is missing: rerun this (method, seed) to re-simulate it")
     return path
+
+
+def _sb3_policy(run_dir: Path) -> SB3Policy:
+    weights = run_dir / POLICY_WEIGHTS
+    if not weights.is_file() and (run_dir / "model.zip").exists():
+        raise MissingPolicy(f"{weights} is missing: this run kept only SB3's model.zip, which is "
+                            "not loaded (unpickling it could run code); rerun this (method, seed) "
+                            "to re-simulate it")
+    return SB3Policy.load(_need(weights), _need(run_dir / POLICY_SPEC),
+                          _need(run_dir / "vecnormalize.json"))
 
 
 def _ppo_actor(result: dict, weights: Path, env):

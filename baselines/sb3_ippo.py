@@ -9,19 +9,41 @@ observations and rewards, as its documentation recommends for PPO. Our own IPPO
 (:mod:`.ppo`) is the same algorithm family on the batched core; this run is there to show that
 it is not an artefact of our implementation. It reports the same history keys as the other
 learning methods (validation every ``eval_every`` rollouts, on the deterministic policy).
+
+A trained policy is kept without pickle: the network's weights as safetensors and its
+architecture as JSON (:meth:`SB3Policy.save`, :meth:`SB3Policy.load`), never SB3's ``model.zip``
+(whose loading unpickles, so a crafted file would run code).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from gymnasium import spaces
+from safetensors.torch import load_file, save_file
 
+from gradmap_agents.checkpoint import atomic_write
 from gradmap_agents.evaluate import evaluate
 from gridedge_env.config import check_fields
+from gridedge_env.wrappers.sb3 import sb3_vec_env
+
+POLICY_WEIGHTS = "policy.safetensors"
+"""A run's SB3 policy network weights (``model.policy.state_dict()``)."""
+POLICY_SPEC = "sb3_policy.json"
+"""What rebuilds that network without pickle (:func:`policy_spec`)."""
+SPEC_FORMAT = 1
+POLICY_CLASSES = ("ActorCriticPolicy",)
+"""SB3 policy classes rebuilt from a spec (``"MlpPolicy"`` is ``ActorCriticPolicy``)."""
+EXTRACTORS = ("FlattenExtractor",)
+ACTIVATIONS = ("Tanh", "ReLU", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid")
+DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -47,28 +69,105 @@ class SB3Config:
 
 
 class SB3Policy:
-    """A trained SB3 model (and its ``VecNormalize``) as a rollout policy: observations
-    ``(B, N, F)`` -> deterministic actions ``(B, N)``."""
+    """A trained SB3 policy network (``model.policy``, an ``ActorCriticPolicy``) and its
+    ``VecNormalize`` as a rollout policy: observations ``(B, N, F)`` -> deterministic actions
+    ``(B, N)``. ``spec``: what :meth:`load` rebuilds the network from (:func:`policy_spec`)."""
 
-    def __init__(self, model, vecnorm):
-        self.model, self.vecnorm = model, vecnorm
+    def __init__(self, net, vecnorm, spec: dict | None = None):
+        self.net, self.vecnorm, self.spec = net, vecnorm, spec
 
     def __call__(self, obs, t=None, state=None):
         x = self.vecnorm.normalize_obs(obs.reshape(-1, obs.shape[-1]).float().cpu().numpy())
-        a, _ = self.model.predict(x.astype(np.float32), deterministic=True)
+        a, _ = self.net.predict(x.astype(np.float32), deterministic=True)
         return torch.as_tensor(a, dtype=obs.dtype, device=obs.device).reshape(obs.shape[:-1])
 
+    def save(self, run_dir: Path) -> None:
+        """The network's weights in ``policy.safetensors`` and its :func:`policy_spec` in
+        ``sb3_policy.json`` (SB3's own ``save`` pickles, and loading a pickle runs code). The
+        observation statistics go separately (:func:`baselines.resim.save_obs_norm`)."""
+        if self.spec is None:
+            raise ValueError("SB3Policy.save: no policy spec (build it with policy_spec)")
+        run_dir = Path(run_dir)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        atomic_write(run_dir / POLICY_WEIGHTS, lambda tmp: save_file(tensors, tmp))
+        text = json.dumps(self.spec, indent=1, allow_nan=False)
+        atomic_write(run_dir / POLICY_SPEC, lambda tmp: Path(tmp).write_text(text))
+
     @classmethod
-    def load(cls, model_zip, obs_norm_json) -> SB3Policy:
-        """A saved run's policy: SB3's ``model.zip`` and the observation statistics written by
-        :func:`baselines.resim.save_obs_norm`."""
-        import json
-        from pathlib import Path
+    def load(cls, weights, spec_json, obs_norm_json) -> SB3Policy:
+        """A saved run's policy from ``policy.safetensors``, ``sb3_policy.json`` and the
+        observation statistics written by :func:`baselines.resim.save_obs_norm`; nothing of it
+        is unpickled."""
+        spec = json.loads(Path(spec_json).read_text())
+        net = build_policy_net(spec, where=str(spec_json))
+        net.load_state_dict(load_file(weights, device="cpu"), strict=True)
+        net.set_training_mode(False)
+        return cls(net, ObsNorm(**json.loads(Path(obs_norm_json).read_text())), spec)
 
-        from stable_baselines3 import PPO
 
-        return cls(PPO.load(model_zip, device="cpu"),
-                   ObsNorm(**json.loads(Path(obs_norm_json).read_text())))
+def policy_spec(net, cfg: SB3Config) -> dict:
+    """What rebuilds ``net`` (an SB3 ``ActorCriticPolicy``) without pickle: the policy class,
+    the observation and action spaces (shapes, bounds, dtypes), its constructor arguments
+    (``net_arch``, activation by name, ...) and the :class:`SB3Config` that trained it."""
+    params = net._get_constructor_parameters()  # what SB3's own save stores (pickled there)
+    extractor = params["features_extractor_class"].__name__
+    activation = params["activation_fn"].__name__
+    if type(net).__name__ not in POLICY_CLASSES or extractor not in EXTRACTORS or \
+            activation not in ACTIVATIONS or params["features_extractor_kwargs"]:
+        raise ValueError(f"sb3-ippo: cannot save a {type(net).__name__} with {extractor}"
+                         f"({params['features_extractor_kwargs']}) and {activation} without pickle")
+    return {"format": SPEC_FORMAT, "policy_class": type(net).__name__,
+            "observation_space": _box_json(params["observation_space"]),
+            "action_space": _box_json(params["action_space"]),
+            "net_arch": params["net_arch"], "activation_fn": activation,
+            "features_extractor_class": extractor,
+            "share_features_extractor": bool(net.share_features_extractor),
+            **{k: params[k] for k in ("ortho_init", "use_sde", "log_std_init", "full_std",
+                                      "use_expln", "squash_output", "normalize_images")},
+            "sb3_config": dataclasses.asdict(cfg)}
+
+
+def build_policy_net(spec: dict, where: str = "sb3_policy.json"):
+    """An SB3 ``ActorCriticPolicy`` of the architecture ``spec`` (:func:`policy_spec`) on the
+    CPU, with fresh weights. Only the allow-listed classes are looked up by name."""
+    from stable_baselines3.common import policies, torch_layers  # optional (gridedge[rl])
+
+    if spec.get("format") != SPEC_FORMAT:
+        raise ValueError(f"{where}: format {spec.get('format')!r}, expected {SPEC_FORMAT}")
+    names = (spec["policy_class"], spec["features_extractor_class"], spec["activation_fn"])
+    if names[0] not in POLICY_CLASSES or names[1] not in EXTRACTORS or names[2] not in ACTIVATIONS:
+        raise ValueError(f"{where}: unsupported policy {names} (supported: {POLICY_CLASSES}, "
+                         f"{EXTRACTORS}, {ACTIVATIONS})")
+    return getattr(policies, names[0])(
+        _box(spec["observation_space"]), _box(spec["action_space"]), lambda _: 0.0,
+        net_arch=spec["net_arch"], activation_fn=getattr(torch.nn, names[2]),
+        features_extractor_class=getattr(torch_layers, names[1]),
+        share_features_extractor=spec["share_features_extractor"],
+        **{k: spec[k] for k in ("ortho_init", "use_sde", "log_std_init", "full_std", "use_expln",
+                                "squash_output", "normalize_images")}).to("cpu")
+
+
+def _box_json(box) -> dict:
+    """A ``gymnasium.spaces.Box`` as JSON (infinite bounds as ``"inf"``/``"-inf"``)."""
+    def floats(a):
+        return [float(v) if np.isfinite(v) else str(float(v)) for v in np.asarray(a).reshape(-1)]
+
+    if not isinstance(box, spaces.Box):
+        raise ValueError(f"sb3-ippo: cannot save a {type(box).__name__} space without pickle")
+    return {"shape": list(box.shape), "dtype": np.dtype(box.dtype).name, "low": floats(box.low),
+            "high": floats(box.high)}
+
+
+def _box(d: dict) -> spaces.Box:
+    if d["dtype"] not in DTYPES:
+        raise ValueError(f"sb3_policy.json: space dtype {d['dtype']!r}, expected one of {DTYPES}")
+    dtype = np.dtype(d["dtype"])
+    shape = tuple(d["shape"])
+
+    def array(values):
+        return np.array([float(v) for v in values], dtype=dtype).reshape(shape)
+
+    return spaces.Box(array(d["low"]), array(d["high"]), shape, dtype)
 
 
 class ObsNorm:
@@ -87,11 +186,9 @@ def train_sb3(env, env_id: str, cfg: SB3Config, *, progress_fn: Callable[[dict],
               should_stop: Callable[[float], bool] | None = None):
     """Train; returns ``(policy, history, train_seconds, env_steps)`` (``env_steps``: day-steps,
     as MAPPO/IPPO count them). ``should_stop(train_seconds)`` ends the run after a rollout."""
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    from gridedge_env.wrappers.sb3 import sb3_vec_env
+    from stable_baselines3 import PPO  # optional (gridedge[rl])
+    from stable_baselines3.common.callbacks import BaseCallback  # optional (gridedge[rl])
+    from stable_baselines3.common.vec_env import VecNormalize  # optional (gridedge[rl])
 
     n = env.n_agents
     reward = {"kind": "team", "scale": 1.0 / n, "voltage_weight_gbp_per_pu": cfg.voltage_weight_gbp_per_pu,
@@ -103,7 +200,7 @@ def train_sb3(env, env_id: str, cfg: SB3Config, *, progress_fn: Callable[[dict],
                 n_epochs=cfg.epochs, learning_rate=cfg.lr, gamma=cfg.gamma,
                 gae_lambda=cfg.gae_lambda, clip_range=cfg.clip, seed=cfg.seed, device="cpu",
                 verbose=0)
-    policy = SB3Policy(model, vec)
+    policy = SB3Policy(model.policy, vec, policy_spec(model.policy, cfg))
     history: list = []
     clock = {"train": 0.0, "since": time.perf_counter(), "rollouts": 0}
 

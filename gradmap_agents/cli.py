@@ -18,11 +18,51 @@ from gridedge_env.config import ConfigError
 from . import checkpoint
 from .bench import bench_envgrad, bench_kernel, bench_methods, bench_update
 from .checkpoint import CheckpointError, config_of
-from .config import load_config, merge, parse_set
+from .config import RESUMABLE_KEYS, diff_keys, load_config, merge, parse_set
 from .export import export_policies
-from .runs import CHECKPOINT, evaluate_run, load_run, train_run
+from .runs import CHECKPOINT, build_env, evaluate_run, load_run, train_run
+from .train import NonConvergenceError
 
 EXIT_DIVERGED = 3
+EXIT_NONCONVERGED = 4
+
+
+def _dotted(d: dict, key: str):
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def _check_resumable(ckpt: Path, cfg) -> None:
+    """Refuse to resume the checkpoint ``ckpt`` with ``cfg`` when a key that changes the run's
+    numbers differs (naming each dotted key, saved and new value), or when the run already has
+    ``cfg.iterations`` iterations (``config.yaml`` is left alone either way)."""
+    try:
+        meta = checkpoint.read(ckpt)[1]
+    except CheckpointError as exc:
+        raise SystemExit(f"gradmap-train: {exc}") from None
+    saved, now = meta["config"], cfg.as_dict()
+    diff = [k for k in diff_keys(saved, now) if k.split(".")[0] not in RESUMABLE_KEYS]
+    if diff:
+        what = ", ".join(f"{k} (saved {_dotted(saved, k)!r}, now {_dotted(now, k)!r})"
+                         for k in diff)
+        raise SystemExit(f"gradmap-train: {ckpt}: written by another configuration (differs in "
+                         f"{what}); resume with the run's own config")
+    done = meta["iteration"]
+    if cfg.iterations <= done:
+        raise SystemExit(f"gradmap-train: --resume: the run in {ckpt.parent} already has {done} "
+                         f"iterations, iterations={cfg.iterations} asks for no more; set "
+                         f"iterations above {done} to continue it (gradmap-eval --run "
+                         f"{ckpt.parent} evaluates it)")
+
+
+def _checkpoint_note(run_dir: Path) -> str:
+    """Which checkpoint a failed run leaves: its iteration, or that none was written."""
+    try:
+        it = checkpoint.read(run_dir / CHECKPOINT)[1]["iteration"]
+    except CheckpointError:
+        return f"no checkpoint was written in {run_dir}"
+    return f"the checkpoint of iteration {it} in {run_dir / CHECKPOINT} is kept"
 
 
 def _resolve(args):
@@ -42,6 +82,7 @@ def _resolve(args):
                 cfg = load_config(None, merge(config_of(ckpt).as_dict(), sets))
             except CheckpointError as exc:
                 raise SystemExit(f"gradmap-train: {exc}") from None
+        _check_resumable(ckpt, cfg)
         return cfg, out
     cfg = load_config(args.config, sets)
     if out is None:
@@ -74,19 +115,27 @@ def train_main(argv=None) -> int:
         cfg, run_dir = _resolve(args)
     except ConfigError as exc:
         raise SystemExit(f"gradmap-train: {exc}") from None
+    try:
+        env = build_env(cfg)  # validates env_overrides before any run directory exists
+    except ConfigError as exc:
+        raise SystemExit(f"gradmap-train: {exc}") from None
     start = checkpoint.read(run_dir / CHECKPOINT)[1]["iteration"] if args.resume else 0
     bar = _progress(cfg, start, quiet=args.logger == "none")
     try:
         s, _, report = train_run(
-            run_dir, cfg, resume=args.resume, logger=args.logger, progress_fn=bar,
+            run_dir, cfg, env=env, resume=args.resume, logger=args.logger, progress_fn=bar,
             evaluate=not args.no_eval,
             max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
     except CheckpointError as exc:
         raise SystemExit(f"gradmap-train: {exc}") from None
+    except NonConvergenceError as exc:
+        bar(None)
+        print(f"gradmap-train: stopped: {exc}; {_checkpoint_note(run_dir)}", file=sys.stderr)
+        return EXIT_NONCONVERGED
     except FloatingPointError as exc:
         bar(None)
-        print(f"gradmap-train: the run diverged ({exc}); the last good checkpoint in {run_dir} "
-              "is kept", file=sys.stderr)
+        print(f"gradmap-train: the run diverged ({exc}); {_checkpoint_note(run_dir)}",
+              file=sys.stderr)
         return EXIT_DIVERGED
     bar(None)
     if s.iteration < cfg.iterations:
@@ -123,6 +172,12 @@ def _print_report(run_dir: Path, r: dict) -> None:
     for k in ("cost", "violation_magnitude", "violation_frequency", "line_overload_frequency",
               "v_min_pu", "v_max_pu"):
         print(f"  {k:26} policies {r[f'test/{k}']:12.5g}   no control {r[f'no_control/{k}']:12.5g}")
+    nc = {w: (r.get(f"{w}/nonconverged", 0), r.get(f"{w}/nonconverged_share", 0.0))
+          for w in ("test", "no_control")}
+    print(f"  {'nonconverged day-steps':26} policies {nc['test'][0]:5d} ({nc['test'][1]:5.1%})   "
+          f"no control {nc['no_control'][0]:5d} ({nc['no_control'][1]:5.1%})")
+    if nc["test"][0] or nc["no_control"][0]:
+        print("  (the metrics above leave the non-converged day-steps out)")
     t = r["train/time_to_target_s"]
     reached = f"after {t:.0f} s" if t is not None else "never"
     print(f"  trained {r['train/wall_seconds']:.0f} s, {r['train/env_gradients']} environment "
@@ -154,14 +209,23 @@ def eval_main(argv=None) -> int:
 
 
 def export_main(argv=None) -> int:
-    """``gradmap-export --run DIR --out EXPORT_DIR``: one ONNX file per agent and a manifest."""
+    """``gradmap-export --run DIR --out EXPORT_DIR [--replace]``: one ONNX file per agent and a
+    manifest, into a new or empty folder (``--replace``: replace a folder's contents whole)."""
     ap = argparse.ArgumentParser(prog="gradmap-export", description=export_main.__doc__)
     ap.add_argument("--run", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--replace", action="store_true",
+                    help="replace the contents of a non-empty --out folder whole (no stale files)")
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"gradmap-export: {out} is a file, not a folder")
+    if not args.replace and out.is_dir() and any(out.iterdir()):
+        raise SystemExit(f"gradmap-export: {out} is not empty; pass --replace to replace its "
+                         f"contents whole")
     cfg, env, s = _load_run(Path(args.run))
-    m = export_policies(s.policy, env, Path(args.out), run=str(Path(args.run).resolve()),
-                        env_id=cfg.env)
+    m = export_policies(s.policy, env, out, run=str(Path(args.run).resolve()),
+                        env_id=cfg.env, replace=args.replace)
     print(f"exported {len(m['agents'])} agents to {args.out} (manifest.json)")
     return 0
 

@@ -147,6 +147,11 @@ class TrainConfig:
     """Validation evaluation every this many iterations (and at the end)."""
     checkpoint_every: int = 10
     """Checkpoint every this many iterations (and at the end)."""
+    max_nonconverged_share: float = 0.01
+    """Largest share (0..1) of an environment gradient's day-steps whose power flow may fail to
+    converge; above it training stops with :class:`~.train.NonConvergenceError` (those steps
+    carry no gradient, and their voltages mean nothing). Not part of the fingerprint: a resumed
+    run may change it."""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     dual: DualConfig = field(default_factory=DualConfig)
@@ -158,17 +163,39 @@ class TrainConfig:
         if self.dtype not in ("fp64", "fp32"):
             raise ValueError(f"dtype must be fp64 or fp32, got {self.dtype!r}")
         check_fields(self, at_least_one=("iterations", "eval_every", "checkpoint_every"))
+        if not 0 <= self.max_nonconverged_share <= 1:
+            raise ValueError("max_nonconverged_share must be in [0, 1], got "
+                             f"{self.max_nonconverged_share}")
 
     def as_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes the run's numbers (not ``iterations``, which a
-        resumed run may extend, nor the logging destination)."""
+        """Hash of everything that changes the run's numbers (not :data:`RESUMABLE_KEYS`:
+        ``iterations``, which a resumed run may extend, the logging destination, and the
+        non-convergence limit)."""
         d = self.as_dict()
-        for k in ("iterations", "logging"):
+        for k in RESUMABLE_KEYS:
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+RESUMABLE_KEYS = ("iterations", "logging", "max_nonconverged_share")
+"""Top-level config keys a resumed run may change (outside :meth:`TrainConfig.fingerprint`)."""
+
+
+def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between the nested dicts ``a`` and ``b`` (a key in one
+    only counts as differing), sorted: ``diff_keys({"algo": {"lr": 1}}, {"algo": {"lr": 2}})``
+    is ``["algo.lr"]``."""
+    out = []
+    for k in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_keys(va, vb, f"{prefix}{k}.")
+        elif k not in a or k not in b or va != vb:
+            out.append(f"{prefix}{k}")
+    return out
 
 
 def parse_set(items: list[str]) -> dict:

@@ -7,6 +7,13 @@ exceedance (p.u. x node-steps, non-source nodes) plus the summed line overload
 alone; ``violation_frequency`` is the share of (non-source node-phase, step) pairs outside
 ``[v_min, v_max]``; ``line_overload_frequency`` the share of (rated line-phase, step) pairs over
 their rating; ``v_min_pu``/``v_max_pu`` the extremes over non-source nodes.
+
+Non-converged power flows: a day-step whose power flow did not converge has meaningless
+voltages and line currents. ``nonconverged`` counts such day-steps and ``nonconverged_share``
+is their share of all day-steps; every other metric leaves them out: per-day means (``cost``
+and its channels, the violation magnitudes) are over the days whose every power flow converged,
+frequencies and extremes (``v_min_pu``, ``v_max_pu``, ``max_line_loading``) over the converged
+day-steps. A metric with nothing left to average is NaN.
 """
 
 from __future__ import annotations
@@ -17,29 +24,45 @@ from gridedge_env.rollout import DayRollout, concat, rollout
 
 
 def metrics(env, roll: DayRollout) -> dict[str, float]:
-    """The evaluation metrics of a rollout (keys without a prefix)."""
+    """The evaluation metrics of a rollout (keys without a prefix), from converged power flows
+    only: per-day means over the days whose every power flow converged, frequencies and
+    extremes over the converged day-steps (module docstring); ``nonconverged`` counts the
+    day-steps left out and ``nonconverged_share`` is their share."""
     cons = roll.constraints
     node = env.node_mask.bool()
     rated = torch.as_tensor(env.powerflow._inv_amps > 0)
-    v = roll.v_pu[..., node]
-    v_mag = (cons.v_over_pu + cons.v_under_pu).sum((1, 2))
-    line_mag = cons.line_over.sum((1, 2))
-    outside = ((cons.v_over_pu > 0) | (cons.v_under_pu > 0))[..., node]
-    over = (cons.line_over > 0)[..., rated]
+    conv = roll.converged.bool()  # (B, T)
+    day_ok = conv.all(1)  # (B,)
+    v = roll.v_pu[..., node][conv]  # (converged day-steps, nodes)
+    v_mag = (cons.v_over_pu + cons.v_under_pu).sum((1, 2))[day_ok]
+    line_mag = cons.line_over.sum((1, 2))[day_ok]
+    outside = ((cons.v_over_pu > 0) | (cons.v_under_pu > 0))[..., node][conv]
+    over = (cons.line_over > 0)[..., rated][conv]
+    loading = roll.line_loading[conv]
+
+    def mean(x):
+        return float(x.double().mean()) if x.numel() else float("nan")
+
+    def extreme(x, fn):
+        return float(fn(x)) if x.numel() else float("nan")
+
     out = {
-        "cost": float(roll.cost.mean()),
-        "violation_magnitude": float((v_mag + line_mag).mean()),
-        "voltage_violation_magnitude": float(v_mag.mean()),
-        "line_violation_magnitude": float(line_mag.mean()),
-        "violation_frequency": float(outside.double().mean()),
-        "line_overload_frequency": float(over.double().mean()) if over.numel() else 0.0,
-        "v_min_pu": float(v.min()),
-        "v_max_pu": float(v.max()),
-        "max_line_loading": float(roll.line_loading.max()) if roll.line_loading.numel() else 0.0,
-        "nonconverged": int((~roll.converged).sum()),
+        "cost": mean(roll.cost[day_ok]),
+        "violation_magnitude": mean(v_mag + line_mag),
+        "voltage_violation_magnitude": mean(v_mag),
+        "line_violation_magnitude": mean(line_mag),
+        "violation_frequency": mean(outside),
+        "line_overload_frequency": (mean(over) if over.numel() or not bool(conv.any())
+                                    else 0.0),
+        "v_min_pu": extreme(v, torch.min),
+        "v_max_pu": extreme(v, torch.max),
+        "max_line_loading": (extreme(loading, torch.max) if loading.numel()
+                             or not bool(conv.any()) else 0.0),
+        "nonconverged": int((~conv).sum()),
+        "nonconverged_share": float((~conv).double().mean()) if conv.numel() else 0.0,
         "clipped_actions": int(roll.clipped_actions.sum()),
     }
-    out.update({f"cost_{k}": float(v.mean()) for k, v in roll.cost_parts.items()})
+    out.update({f"cost_{k}": mean(c[day_ok]) for k, c in roll.cost_parts.items()})
     return out
 
 

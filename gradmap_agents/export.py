@@ -11,19 +11,33 @@ the same arithmetic as :class:`~.policy.StackedMLP` for one agent. **Decision** 
 exporter) per agent on the 2-core CI machine, 2-47 minutes for 1,000 agents; building the five-op
 graph takes about a millisecond. A test runs every exported file in onnxruntime against the
 trainer's actions.
+
+``export_policies`` (and ``gradmap-export``) writes only into a new or empty folder, or with
+``replace=True`` (``--replace``) replaces a folder's contents whole: the export is written into a
+temporary sibling folder, then swapped in (:func:`replace_folder`), so no file of an earlier
+export (another run's agents) stays beside the new manifest.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from .checkpoint import remove_stale_temps
 
 FEATURES = ("sin_time", "cos_time", "price_over_0.5", "demand_kw_over_3", "pv_kw_over_5",
             "t_out_minus_10_over_10", "device_state")
 """Observation features in order (``gridedge_env.core``; ``docs/env.md``, observations)."""
 OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The export folder cannot be used as asked (message names it)."""
 
 
 def feature_names(obs_dim: int) -> list[str]:
@@ -37,8 +51,8 @@ def feature_names(obs_dim: int) -> list[str]:
 
 def agent_graph(weights: dict, name: str):
     """The ONNX model of one agent from :meth:`StackedPolicy.agent`'s tensors."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    import onnx  # why: optional dependency (gridedge[export]), needed by exports only
+    from onnx import TensorProto, helper, numpy_helper  # why: optional (gridedge[export])
 
     def const(key, arr):
         return numpy_helper.from_array(np.ascontiguousarray(arr, dtype=np.float32), key)
@@ -66,11 +80,24 @@ def agent_graph(weights: dict, name: str):
     return model
 
 
-def export_policies(policy, env, out_dir: Path, *, run: str = "", env_id: str = "") -> dict:
-    """Write every agent's ONNX file and the manifest into ``out_dir``; returns the manifest."""
-    import onnx
-
+def export_policies(policy, env, out_dir: Path, *, run: str = "", env_id: str = "",
+                    replace: bool = False) -> dict:
+    """Write every agent's ONNX file and the manifest into ``out_dir``, a new or empty folder;
+    returns the manifest. A folder with files in it is an :class:`ExportError` unless
+    ``replace``, which replaces its contents whole (:func:`replace_folder`)."""
     out_dir = Path(out_dir)
+    check_out_dir(out_dir, replace)
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        manifest: dict = {}
+        replace_folder(out_dir, lambda tmp: manifest.update(
+            _write_export(policy, env, tmp, run=run, env_id=env_id)))
+        return manifest
+    return _write_export(policy, env, out_dir, run=run, env_id=env_id)
+
+
+def _write_export(policy, env, out_dir: Path, *, run: str, env_id: str) -> dict:
+    import onnx  # why: optional dependency (gridedge[export]), needed by exports only
+
     out_dir.mkdir(parents=True, exist_ok=True)
     scn = env.scenario
     names = scn.placement.names()
@@ -89,12 +116,50 @@ def export_policies(policy, env, out_dir: Path, *, run: str = "", env_id: str = 
     return manifest
 
 
+def check_out_dir(out_dir: Path, replace: bool = False) -> None:
+    """Refuse an ``out_dir`` that is a file, or a folder with anything in it unless
+    ``replace`` (:class:`ExportError` naming it)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir} exists and is not a folder")
+    if not replace and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise ExportError(f"{out_dir} is not empty; use --replace to replace its contents whole")
+
+
+def replace_folder(out_dir: Path, write) -> None:
+    """``write(tmp_dir)`` into a new sibling folder ``.<name>.tmp-<PID>``, then swap it in for
+    ``out_dir`` (renames; the old folder is deleted afterwards). A failing ``write`` leaves
+    ``out_dir`` as it was; temporary folders of killed exports are deleted first."""
+    out_dir = Path(out_dir)
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(parent, out_dir.name)
+    tmp = parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    old = parent / f".{out_dir.name}.old-{os.getpid()}"
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            if old.exists() and not out_dir.exists():
+                os.replace(old, out_dir)  # put the previous export back
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 class OnnxPolicy:
     """The exported agents as a rollout policy: each agent's ONNX model on its own row of the
     observations (onnxruntime, CPU). For checking an export against the trainer."""
 
     def __init__(self, export_dir: Path):
-        import onnxruntime as ort
+        import onnxruntime as ort  # why: optional dependency (gridedge[export]), checks exports only
 
         export_dir = Path(export_dir)
         manifest = json.loads((export_dir / "manifest.json").read_text())
@@ -105,8 +170,6 @@ class OnnxPolicy:
                                               providers=["CPUExecutionProvider"]) for a in order]
 
     def __call__(self, obs, t=None, state=None):
-        import torch
-
         x = obs.detach().cpu().numpy().astype(np.float32)  # (B, N, F)
         a = np.stack([s.run(None, {"obs": x[:, i]})[0][:, 0]
                       for i, s in enumerate(self.sessions)], axis=1)  # one device per agent

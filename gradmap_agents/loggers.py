@@ -4,6 +4,12 @@ The trainer knows none of this: the CLI builds a :class:`RunLogger` and passes i
 trainer's ``progress_fn``. A logging failure never fails a run: W&B errors are reported once on
 stderr and W&B is switched off for the rest of the run. W&B runs offline unless an API key is
 configured (``WANDB_API_KEY`` or a ``wandb login``); the key itself is never written anywhere.
+Online, ``wandb.init`` waits at most :data:`WANDB_INIT_TIMEOUT_S` for the server (not W&B's
+default of about 90 s; a key and no network stalled a run's start that long), then the run logs
+offline (``wandb sync`` uploads it later).
+
+A fresh run (``resume_from=None``) starts its CSV files clean: rows a killed earlier attempt left
+in the run directory are dropped, so a restart never appends ``1 2 3`` to ``1 2 3``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ import io
 import os
 import sys
 from pathlib import Path
+
+from .checkpoint import atomic_write
+
+WANDB_INIT_TIMEOUT_S = 15.0
+"""Seconds ``wandb.init`` may wait for the W&B server before the run falls back to offline."""
 
 
 def wandb_mode() -> str:
@@ -30,11 +41,14 @@ def wandb_mode() -> str:
 
 class CsvLog:
     """Rows of metrics appended to a CSV file; the header grows when new keys appear (the file is
-    then rewritten). ``truncate_after(i)`` drops rows past iteration ``i`` (a resumed run)."""
+    then rewritten). ``truncate_after(i)`` drops rows past iteration ``i`` (a resumed run);
+    ``fresh=True`` deletes an existing file first (a new run in a used directory)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, fresh: bool = False):
         self.path = Path(path)
         self.rows: list[dict] = []
+        if fresh:
+            self.path.unlink(missing_ok=True)
         if self.path.exists():
             with open(self.path, newline="") as fh:
                 self.rows = list(csv.DictReader(fh))
@@ -57,8 +71,6 @@ class CsvLog:
             csv.DictWriter(fh, self.keys).writerow(row)
 
     def _rewrite(self) -> None:
-        from .checkpoint import atomic_write
-
         buf = io.StringIO()
         w = csv.DictWriter(buf, self.keys)
         w.writeheader()
@@ -71,8 +83,9 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, logger: str, cfg, *, resume_from: int | None = None,
                  name: str | None = None):
-        self.train = CsvLog(Path(run_dir) / "train.csv")
-        self.val = CsvLog(Path(run_dir) / "validation.csv")
+        fresh = resume_from is None  # a fresh start never appends to a killed attempt's rows
+        self.train = CsvLog(Path(run_dir) / "train.csv", fresh=fresh)
+        self.val = CsvLog(Path(run_dir) / "validation.csv", fresh=fresh)
         if resume_from is not None:
             self.train.truncate_after(resume_from)
             self.val.truncate_after(resume_from)
@@ -82,13 +95,25 @@ class RunLogger:
 
     def _start_wandb(self, run_dir, cfg, name) -> None:
         try:
-            import wandb
+            import wandb  # why: optional dependency (gridedge[rl]), and slow to import
 
-            self.wandb = wandb.init(
-                project=cfg.logging.project, group=cfg.logging.group or cfg.env,
-                tags=list(cfg.logging.tags), name=name, config=cfg.as_dict(),
-                dir=str(run_dir), mode=wandb_mode(), resume="allow",
-                id=f"{Path(run_dir).resolve().name}-{cfg.fingerprint()}"[:64])
+            kwargs = dict(project=cfg.logging.project, group=cfg.logging.group or cfg.env,
+                          tags=list(cfg.logging.tags), name=name, config=cfg.as_dict(),
+                          dir=str(run_dir), resume="allow",
+                          id=f"{Path(run_dir).resolve().name}-{cfg.fingerprint()}"[:64])
+            mode = wandb_mode()
+            if mode != "online":
+                self.wandb = wandb.init(mode=mode, **kwargs)
+                return
+            try:
+                self.wandb = wandb.init(
+                    mode="online", settings=wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT_S),
+                    **kwargs)
+            except Exception as exc:  # noqa: BLE001 - server unreachable: log offline instead
+                print(f"gradmap: W&B server not reached within {WANDB_INIT_TIMEOUT_S:g} s "
+                      f"({type(exc).__name__}); logging offline (upload later with wandb sync)",
+                      file=sys.stderr)
+                self.wandb = wandb.init(mode="offline", **kwargs)
         except Exception as exc:  # noqa: BLE001 - logging must never fail a run
             self._disable(exc)
 

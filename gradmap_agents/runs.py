@@ -66,11 +66,14 @@ def train_run(run_dir: Path, cfg: TrainConfig, *, env=None, resume: bool = False
     ``"csv"``, ``"none"`` (CSV only) or ``"wandb"`` (and CSV); ``max_seconds``: stop after a
     checkpoint once this much wall time has passed; ``evaluate``: on finishing, evaluate on the
     test days (:func:`evaluate_run`) and log the report as the run's summary;
-    ``progress_fn(metrics)`` after every iteration. Raises ``FloatingPointError`` when the run
-    diverges (the last checkpoint written before it is kept)."""
+    ``progress_fn(metrics)`` after every iteration. The environment is built (and so its
+    ``env_overrides`` validated: ``ConfigError``) before ``run_dir`` is created, so a bad
+    config leaves no directory behind. Raises ``FloatingPointError`` when the run diverges and
+    :class:`~.train.NonConvergenceError` when too many power flows fail to converge (either
+    way the last checkpoint written before it is kept)."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     env = build_env(cfg) if env is None else env
+    run_dir.mkdir(parents=True, exist_ok=True)
     state = checkpoint.load(run_dir / CHECKPOINT, env, cfg) if resume else None
     write_config(run_dir, cfg)
     log = RunLogger(run_dir, logger, cfg, resume_from=state.iteration if state else None,

@@ -7,7 +7,11 @@ the final :class:`TrainState`. Each iteration (``iterate``):
 2. updates every policy (:func:`.gradmap.gradmap_update` or :func:`.gradmap.gradma_update`);
 3. takes one projected dual ascent step (:func:`.dual.dual_ascent`), unless the duals are fixed;
 
-and every ``eval_every`` iterations it evaluates the policies on the validation days. The loop
+and every ``eval_every`` iterations it evaluates the policies on the validation days. Day-steps
+whose power flow did not converge carry no gradient: each iteration reports how many
+(``train/nonconverged``, ``train/nonconverged_share``) and the run stops with
+:class:`NonConvergenceError` when their share exceeds ``cfg.max_nonconverged_share``; non-finite
+policy parameters or duals stop it with ``FloatingPointError``. The loop
 reports through ``progress_fn(metrics)`` and ``checkpoint_fn(state)`` only: loggers, progress
 bars and files live in the CLI layer (:mod:`.cli`). Everything random comes from generators in
 the state, so a run resumed from a checkpoint continues exactly (same numbers on the CPU).
@@ -31,6 +35,17 @@ from .policy import StackedPolicy, kind_groups, observation_stats
 
 NORMALISATION_DAYS = 64
 """Training days whose no-control observations fix the observation normalisation."""
+
+
+class NonConvergenceError(RuntimeError):
+    """Too many power flows of an environment gradient did not converge (above
+    ``TrainConfig.max_nonconverged_share``); the message names the iteration, count and share."""
+
+    def __init__(self, iteration: int, count: int, share: float, limit: float):
+        super().__init__(f"{count} day-steps ({share:.1%}) of the environment gradient at "
+                         f"iteration {iteration} did not converge, above "
+                         f"max_nonconverged_share={limit:g}")
+        self.iteration, self.count, self.share, self.limit = iteration, count, share, limit
 
 
 @dataclass
@@ -81,7 +96,9 @@ def init_state(env, cfg: TrainConfig) -> TrainState:
 
 
 def iterate(env, cfg: TrainConfig, s: TrainState) -> dict:
-    """One environment gradient, the policy update and the dual step; returns train metrics."""
+    """One environment gradient, the policy update and the dual step; returns train metrics
+    (``train/nonconverged``: day-steps whose power flow did not converge). Raises
+    ``FloatingPointError`` when the policy parameters or the duals become non-finite."""
     a = cfg.algo
     train_days = env.scenario.split.train
     days = train_days[torch.randperm(len(train_days), generator=s.day_generator)
@@ -99,14 +116,20 @@ def iterate(env, cfg: TrainConfig, s: TrainState) -> dict:
         s.duals = dual_ascent(s.duals, eg.cons, cfg.dual.lr_voltage, cfg.dual.lr_line,
                               cfg.dual.max_gbp)
     if not all(bool(torch.isfinite(p).all()) for p in s.policy.parameters()):
-        raise FloatingPointError(f"policy parameters became non-finite at iteration {s.iteration}")
+        raise FloatingPointError(f"policy parameters became non-finite at iteration "
+                                 f"{s.iteration + 1}")
+    bad = [k for k, d in s.duals._asdict().items() if not bool(torch.isfinite(d).all())]
+    if bad:
+        raise FloatingPointError(f"duals {', '.join(bad)} became non-finite at iteration "
+                                 f"{s.iteration + 1}")
     s.train_seconds += time.perf_counter() - t0
     s.iteration += 1
     s.env_gradients += 1
     m = metrics(env, eg.roll)
     return {"iteration": s.iteration, "train/env_gradients": s.env_gradients,
             "train/wall_seconds": s.train_seconds, "train/lagrangian": eg.loss,
-            **{f"train/{k}": m[k] for k in ("cost", "violation_magnitude", "violation_frequency")},
+            **{f"train/{k}": m[k] for k in ("cost", "violation_magnitude", "violation_frequency",
+                                            "nonconverged", "nonconverged_share")},
             "dual/v_mean": float((s.duals.v_over_pu + s.duals.v_under_pu).mean() / 2),
             "dual/line_mean": float(s.duals.line_over.mean())}
 
@@ -126,10 +149,18 @@ def train(env, cfg: TrainConfig, *, state: TrainState | None = None,
 
     ``progress_fn(metrics)`` is called after every iteration (validation metrics included on
     validation iterations); ``checkpoint_fn(state)`` every ``checkpoint_every`` iterations and
-    at the end; ``should_stop()`` ends the run early (after a checkpoint)."""
+    at the end; ``should_stop()`` ends the run early (after a checkpoint). Raises
+    :class:`NonConvergenceError` (after reporting the iteration through ``progress_fn``, before
+    any checkpoint of it) when more than ``cfg.max_nonconverged_share`` of an environment
+    gradient's day-steps did not converge, ``FloatingPointError`` when the run diverges."""
     s = init_state(env, cfg) if state is None else state
     while s.iteration < cfg.iterations:
         m = iterate(env, cfg, s)
+        if m["train/nonconverged_share"] > cfg.max_nonconverged_share:
+            if progress_fn is not None:
+                progress_fn(m)
+            raise NonConvergenceError(s.iteration, m["train/nonconverged"],
+                                      m["train/nonconverged_share"], cfg.max_nonconverged_share)
         last = s.iteration == cfg.iterations
         if s.iteration % cfg.eval_every == 0 or last:
             val = validate(env, s)

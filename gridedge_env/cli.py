@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .benchmarks.env import bench_env
 from .benchmarks.powerflow import append_table_row, bench_powerflow
 from .feeders import load_feeder
 from .network import BUNDLED
 from .opendss.crosscheck import compare
+from .opendss.importer import FeederImportError
 
 #: Acceptance gates of ``gridedge-validate`` (the requirement is 1e-6 p.u. on voltages; the test
 #: suite holds the bundled feeders to the tighter gates of docs/powerflow.md, error budget).
@@ -19,21 +22,40 @@ GATES = {"max_v_err_pu": 1e-6, "max_v_ll_err_pu_floating": 1e-6, "max_angle_err_
          "max_i_rel_err": 1e-4}
 
 
+#: What loading a feeder raises on bad input (FeederImportError is a ValueError): reported by
+#: the commands as one line on stderr and exit status 2, like a usage error.
+_INPUT_ERRORS = (FeederImportError, ValueError, FileNotFoundError, OSError)
+
+
+def _input_error(prog: str, spec: str, exc: BaseException | str) -> NoReturn:
+    """Print ``prog: <message>`` (one line, naming ``spec`` if the message does not) and exit 2."""
+    msg = " ".join(str(exc).split())  # OpenDSS's messages span lines
+    if spec not in msg:
+        msg = f"{spec}: {msg}"
+    print(f"{prog}: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _feeder_and_master(spec: str, taps: str):
+    prog = "gridedge-validate"
     if spec.lower() in BUNDLED:
         return load_feeder(spec), None
     path = Path(spec)
     if not path.is_file():
-        raise SystemExit(f"gridedge-validate: {spec!r} is neither a bundled feeder "
-                         f"({', '.join(BUNDLED)}) nor an existing OpenDSS file")
-    return load_feeder(path, taps=taps), path
+        _input_error(prog, spec, f"neither a bundled feeder ({', '.join(BUNDLED)}) nor an existing "
+                                 "OpenDSS file")
+    try:
+        return load_feeder(path, taps=taps), path
+    except _INPUT_ERRORS as exc:
+        _input_error(prog, spec, exc)
 
 
 def validate_main(argv=None) -> int:
     """``gridedge-validate FEEDER [--scenarios K] [--seed S] [--json]``: compare with OpenDSS.
 
     Exit status: 0 when every gate holds on the scenarios both engines solved, 1 when one does
-    not, 2 when no scenario could be compared (each unsolved scenario is listed)."""
+    not, 2 when no scenario could be compared (each unsolved scenario is listed) or the feeder
+    cannot be loaded (one line on stderr naming the file or element)."""
     ap = argparse.ArgumentParser(prog="gridedge-validate", description=validate_main.__doc__)
     ap.add_argument("feeder", help="bundled feeder name (ieee13, ieee34, ieee34mod2, ieee123) or "
                                    "an OpenDSS master file")
@@ -125,6 +147,11 @@ def bench_main(argv=None) -> int:
         if args.json:
             print(json.dumps(out))
         return 0
+    if not re.fullmatch(r"synthetic-\d+", args.feeder):
+        try:  # once here, so that a bad --feeder is one line, not a traceback from the benchmark
+            load_feeder(args.feeder)
+        except _INPUT_ERRORS as exc:
+            _input_error("gridedge-bench", args.feeder, exc)
     out = bench_powerflow(args.feeder, args.batch, args.device, args.dtype, args.tol,
                           args.repeats, args.opendss_scenarios)
     for k, v in out.items():

@@ -9,6 +9,7 @@ expected a number or a [low, high] pair, got 'big'``). Value checks live in each
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,10 +21,28 @@ class ConfigError(ValueError):
     """A configuration file or dict has an unknown key or a bad value (message names both)."""
 
 
+def _non_finite(value) -> bool:
+    """Whether ``value`` is, or holds (in a tuple, list or dict), a NaN or infinite float."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (tuple, list)):
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    return False
+
+
 def check_fields(obj, prefix: str = "", *, at_least_one=(), positive=()) -> None:
-    """The usual ``__post_init__`` bounds of a config dataclass: fields ``at_least_one``
-    (counts) must be ``>= 1``, fields ``positive`` (step sizes, scales) ``> 0``; a
-    ``ValueError`` names the first one that is not, as ``{prefix}{field}``."""
+    """The usual ``__post_init__`` bounds of a config dataclass: every float field (also inside
+    tuples, lists and dicts) must be finite, no NaN or inf (``nan < 0`` is false, so a NaN passes
+    every comparison bound); fields ``at_least_one`` (counts) must be ``>= 1``, fields
+    ``positive`` (step sizes, scales) ``> 0``; a ``ValueError`` names the first one that is
+    not, as ``{prefix}{field}``, with its value."""
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if _non_finite(value):
+                raise ValueError(f"{prefix}{f.name} must be a finite number, got {value!r}")
     for k in at_least_one:
         if getattr(obj, k) < 1:
             raise ValueError(f"{prefix}{k} must be >= 1, got {getattr(obj, k)}")

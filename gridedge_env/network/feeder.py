@@ -21,15 +21,17 @@ Conventions
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from .element import Element
-from .grounding import floating_sections
+from .grounding import describe_disconnected, disconnected_nodes, floating_sections
 
 FORMAT_VERSION = 1
 
@@ -79,6 +81,11 @@ class Feeder:
     bus_coords: dict = field(default_factory=dict)
     taps: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        lost = disconnected_nodes(self)
+        if lost.size:
+            raise ValueError(describe_disconnected(self, lost))
 
     # ------------------------------------------------------------------ derived
     @property
@@ -148,8 +155,6 @@ class Feeder:
 
     def y_bus_sparse(self, include_source: bool = True):
         """Sparse (SciPy CSC) ``(n, n)`` complex nodal admittance, siemens; see :meth:`y_bus`."""
-        import scipy.sparse as sp
-
         rows, cols, vals = [], [], []
         for el in self.elements + ((self.source,) if include_source else ()):
             idx = el.conductor_nodes
@@ -186,8 +191,6 @@ class Feeder:
         tap ``t0`` to ``t1`` scales its rows and columns of ``y_prim`` by ``t0 / t1`` (checked
         against re-imports from OpenDSS in the tests). ``taps``: transformer name -> tap.
         """
-        import dataclasses
-
         by_name = {e.name: i for i, e in enumerate(self.elements)}
         elements = list(self.elements)
         new_taps = dict(self.taps)
@@ -210,8 +213,6 @@ class Feeder:
 
     def with_source_pu(self, pu: float) -> Feeder:
         """A copy whose source EMF is ``pu`` times its base (the substation voltage setpoint)."""
-        import dataclasses
-
         if not 0.5 < pu < 1.5:
             raise ValueError(f"source pu must be in (0.5, 1.5), got {pu}")
         old = float(self.source.params.get("pu", 1.0))
@@ -222,8 +223,6 @@ class Feeder:
         """A copy without the feeder's own loads (the network only). A power flow built on it
         has ports at its injection nodes alone: what a model that replaces the loads (the
         environment's households) solves, with no dead load ports in its fixed point."""
-        import dataclasses
-
         none = np.zeros(0, dtype=np.int64)
         return dataclasses.replace(self, load_names=(), load_params=(), term_a=none,
                                    term_b=none, term_load=none,

@@ -21,6 +21,13 @@ Loads are not paths: a phase-to-ground load on an ungrounded section has no retu
 Line charging capacitance and anti-float admittances do not count (they are not conductors).
 ``tests/gridedge_env/network/test_grounding.py`` checks the rule against the null space of the
 network admittance without its shunts.
+
+Connectivity to the *source* is a different, looser question (:func:`disconnected_nodes`): any
+element joins all its live conductors, across all its terminals and windings, and ground is not a
+path. A floating section fed through a delta winding is connected (the winding's coupling carries
+its voltages); a bus that no line, switch or transformer reaches (an island, a line hanging from
+a bus nothing feeds, a load on a bus of its own) is not, and would make the network admittance
+singular. :class:`~gridedge_env.network.feeder.Feeder` refuses such a feeder on construction.
 """
 
 from __future__ import annotations
@@ -93,3 +100,50 @@ def why_floating(feeder: Feeder, node: int) -> str:
             f"in an ungrounded section ({', '.join(feeder.nodes[i] for i in section)}){via} "
             "(delta or ungrounded-wye windings), so a phase-to-ground injection there has no return "
             "path")
+
+
+def disconnected_nodes(feeder: Feeder) -> np.ndarray:
+    """Sorted indices of the nodes with no conductive path to the source (see module docstring).
+
+    Each element (and the source) joins all its live conductors (nonzero ``y_prim`` row) that are
+    not ground; the nodes reached from the source's are connected, the rest are returned."""
+    n = feeder.n_nodes
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for el in feeder.elements + (feeder.source,):  # setup only, once per feeder
+        live = np.abs(el.y_prim).sum(1) > 0
+        nodes = el.conductor_nodes[live & (el.conductor_nodes >= 0)]
+        if len(nodes) < 2:
+            continue
+        r0 = root(int(nodes[0]))
+        for j in nodes[1:]:
+            r = root(int(j))
+            if r != r0:
+                parent[r] = r0
+    roots = np.array([root(i) for i in range(n)], dtype=np.int64)
+    src = feeder.source.conductor_nodes
+    fed = np.unique(roots[src[src >= 0]])
+    return np.flatnonzero(~np.isin(roots, fed))
+
+
+def describe_disconnected(feeder: Feeder, nodes: np.ndarray, shown: int = 5) -> str:
+    """One sentence naming the first ``shown`` buses of ``nodes`` (disconnected node indices),
+    their count, and elements that touch them."""
+    buses = list(dict.fromkeys(feeder.nodes[i].split(".", 1)[0] for i in nodes))
+    lost = set(nodes.tolist())
+    touching = [el.name for el in feeder.elements if lost & set(el.conductor_nodes.tolist())]
+    loads = [feeder.load_names[k] for k in np.unique(feeder.term_load[
+        np.isin(feeder.term_a, nodes) | np.isin(feeder.term_b, nodes)])]
+    more = f" (first {shown} of {len(buses)})" if len(buses) > shown else ""
+    where = ", ".join((touching + loads)[:shown])
+    via = f"; elements there: {where}" if where else ""
+    return (f"feeder {feeder.name!r}: {len(buses)} bus(es) ({len(nodes)} nodes) have no conductive "
+            f"path to the source {feeder.source.name}: {', '.join(buses[:shown])}{more}{via}. "
+            "No line, switch or transformer joins them to the source-fed network (an island or a "
+            "bus nothing feeds); its admittance matrix would be singular")

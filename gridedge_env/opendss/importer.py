@@ -63,7 +63,7 @@ def opendss_engine():
 
 def _dss():
     try:
-        import opendssdirect as dss
+        import opendssdirect as dss  # why: loads the DSS C-API library; only on import (start-up time)
     except ImportError as exc:  # pragma: no cover - opendssdirect is a dependency
         raise ImportError("importing OpenDSS models needs opendssdirect.py") from exc
     return dss
@@ -392,31 +392,34 @@ def _read_circuit(dss, master: Path, name, taps, tap_values) -> Feeder:
 
     loadmult = dss.Solution.LoadMult()
     t = list(zip(*terms, strict=True)) if terms else [[], [], [], [], []]
-    return Feeder(
-        name=name or dss.Circuit.Name().lower(),
-        nodes=nodes,
-        base_kv_ln=base,
-        elements=tuple(elements),
-        source=source,
-        source_emf_v=emf,
-        lines=np.asarray(lines, dtype=np.int64),
-        line_normamps=np.asarray(normamps, dtype=np.float64),
-        load_names=tuple(load_names),
-        load_params=tuple(load_params),
-        term_load=np.asarray(t[0], dtype=np.int64),
-        term_a=np.asarray(t[1], dtype=np.int64),
-        term_b=np.asarray(t[2], dtype=np.int64),
-        term_zip_kva=np.asarray(t[3], dtype=np.complex128).reshape(-1, 3) * loadmult,
-        term_vnom_v=np.asarray(t[4], dtype=np.float64),
-        bus_coords=coords,
-        taps=tap_values,
-        meta={
-            "source_file": master.name,
-            "importer_version": IMPORTER_VERSION,
-            "taps": taps if isinstance(taps, str) else "given",
-            "frequency_hz": dss.Solution.Frequency(),
-            "opendss": dss.Basic.Version().splitlines()[0],
-            "frozen_controls": frozen,
-            "ignored": ignored,
-        },
-    )
+    try:  # the Feeder checks itself (every bus has a path to the source)
+        return Feeder(
+            name=name or dss.Circuit.Name().lower(),
+            nodes=nodes,
+            base_kv_ln=base,
+            elements=tuple(elements),
+            source=source,
+            source_emf_v=emf,
+            lines=np.asarray(lines, dtype=np.int64),
+            line_normamps=np.asarray(normamps, dtype=np.float64),
+            load_names=tuple(load_names),
+            load_params=tuple(load_params),
+            term_load=np.asarray(t[0], dtype=np.int64),
+            term_a=np.asarray(t[1], dtype=np.int64),
+            term_b=np.asarray(t[2], dtype=np.int64),
+            term_zip_kva=np.asarray(t[3], dtype=np.complex128).reshape(-1, 3) * loadmult,
+            term_vnom_v=np.asarray(t[4], dtype=np.float64),
+            bus_coords=coords,
+            taps=tap_values,
+            meta={
+                "source_file": master.name,
+                "importer_version": IMPORTER_VERSION,
+                "taps": taps if isinstance(taps, str) else "given",
+                "frequency_hz": dss.Solution.Frequency(),
+                "opendss": dss.Basic.Version().splitlines()[0],
+                "frozen_controls": frozen,
+                "ignored": ignored,
+            },
+        )
+    except ValueError as exc:
+        raise FeederImportError(f"{where}: {exc}") from None

@@ -9,6 +9,11 @@ terminated and ``agents`` is empty. ``reset(seed=s)`` draws the day from the con
 Bad input raises: an unknown or missing agent, an action of the wrong shape, NaN/inf, or a step
 after the day ended. Out-of-range actions are clipped to ``[-1, 1]`` and counted in every agent's
 ``info["clipped_actions"]`` (the step's total).
+
+Every agent's info holds numbers only, under the same keys after ``reset`` and after ``step``
+(``day``, ``converged``, ``clipped_actions``, ``v_min_pu``, ``v_max_pu``, ``cost_<name>``), so
+array-based wrappers (TorchRL's ``PettingZooWrapper``) can build a fixed spec from the reset info.
+The calendar date of the day is ``env.date`` (ISO string), not an info entry.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import torch
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from ..core import EnvParams, global_state, reset, step
+from ..core import EnvParams, device_step, global_state, reset, step
 
 
 class GridEdgeParallelEnv(ParallelEnv):
@@ -36,6 +41,7 @@ class GridEdgeParallelEnv(ParallelEnv):
         self._state = None
         self._last = None
         self._rng = np.random.default_rng()
+        self._cost_names: tuple[str, ...] | None = None
         self._obs_spaces = {a: spaces.Box(-np.inf, np.inf, (env.obs_dim,), np.float32)
                             for a in self.possible_agents}
         self._act_spaces = {a: spaces.Box(-1.0, 1.0, (1,), np.float32) for a in self.possible_agents}
@@ -69,9 +75,30 @@ class GridEdgeParallelEnv(ParallelEnv):
         self._state, obs = reset(self.env, 1, seed=day_seed, days=days)
         self.agents = list(self.possible_agents)
         self._last = None
-        day = int(self._state.day[0])
-        info = {"day": day, "date": self.env.scenario.profiles.dates[day]}
+        if self._cost_names is None:  # once: the cost channels the core reports
+            with torch.no_grad():
+                zero = torch.zeros(1, self.env.n_agents, dtype=self.env.node_mask.dtype,
+                                   device=self.env.agent_node.device)
+                self._cost_names = tuple(device_step(self.env, self._state, zero).cost_parts)
+        # the step's keys with their values before any step: nothing solved, clipped or paid yet
+        info = {"day": self._day(), "converged": True, "clipped_actions": 0,
+                **self._v_range(self._state.v_pu[0]),
+                **{f"cost_{k}": 0.0 for k in self._cost_names}}
         return self._obs(obs), {a: dict(info) for a in self.agents}
+
+    def _day(self) -> int:
+        return int(self._state.day[0])
+
+    @property
+    def date(self) -> str | None:
+        """ISO date (``YYYY-MM-DD``) of the current day; None before the first ``reset``."""
+        if self._state is None:
+            return None
+        return str(self.env.scenario.profiles.dates[self._day()])
+
+    def _v_range(self, v_pu: torch.Tensor) -> dict:
+        v = v_pu[self.env.node_mask > 0]
+        return {"v_min_pu": float(v.min()), "v_max_pu": float(v.max())}
 
     def _actions(self, actions: dict) -> torch.Tensor:
         unknown = set(actions) - set(self._index)
@@ -100,10 +127,9 @@ class GridEdgeParallelEnv(ParallelEnv):
         rew = out.reward[0].detach().cpu().numpy()
         costs = {k: v[0].detach().cpu().numpy() for k, v in out.costs.items()}
         done = bool(out.terminated[0])
-        shared = {"converged": bool(out.info["converged"][0]),
+        shared = {"day": self._day(), "converged": bool(out.info["converged"][0]),
                   "clipped_actions": int(out.info["clipped_actions"][0]),
-                  "v_min_pu": float(out.info["v_pu"][0][self.env.node_mask > 0].min()),
-                  "v_max_pu": float(out.info["v_pu"][0][self.env.node_mask > 0].max())}
+                  **self._v_range(out.info["v_pu"][0])}
         infos = {a: {**shared, **{f"cost_{k}": float(c[i]) for k, c in costs.items()}}
                  for i, a in enumerate(self.possible_agents)}
         rewards = {a: float(rew[i]) for i, a in enumerate(self.possible_agents)}
@@ -123,12 +149,12 @@ class GridEdgeParallelEnv(ParallelEnv):
     def render(self):
         if self.render_mode is None:
             return None
-        from .render import draw
+        from .render import draw  # matplotlib only when rendering (import time)
 
         return draw(self.env, self._last, self.render_mode)
 
     def close(self):
         if self.render_mode == "human":
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # why: optional, heavy; only in human mode
 
             plt.close("all")

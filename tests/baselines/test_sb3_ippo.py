@@ -1,6 +1,9 @@
 """The Stable-Baselines3 cross-check: trains through the PettingZoo route, validates with the
 shared evaluation, stops on its budget, and its policy acts like SB3's own predict."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +11,10 @@ import torch
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("supersuit")
 
-from baselines.resim import save_obs_norm  # noqa: E402
-from baselines.sb3_ippo import SB3Config, SB3Policy, train_sb3  # noqa: E402
+from baselines.compare import Plan, run_one  # noqa: E402
+from baselines.resim import policy_of, save_obs_norm  # noqa: E402
+from baselines.sb3_ippo import SB3Config, SB3Policy, build_policy_net, train_sb3  # noqa: E402
+from gradmap_agents.evaluate import evaluate  # noqa: E402
 from gridedge_env.core import reset  # noqa: E402
 from gridedge_env.registry import env_params  # noqa: E402
 
@@ -27,19 +32,55 @@ def test_sb3_trains_validates_and_stops_on_budget(tmp_path):
     _, obs = reset(env, 2, days=env.scenario.split.test[:2])
     a = policy(obs)
     x = policy.vecnorm.normalize_obs(obs.reshape(-1, env.obs_dim).float().numpy())
-    ref, _ = policy.model.predict(x, deterministic=True)
+    ref, _ = policy.net.predict(x, deterministic=True)
     np.testing.assert_allclose(a.reshape(-1).numpy(), ref.reshape(-1), rtol=0, atol=1e-6)
     assert a.shape == (2, env.n_agents) and bool((a.abs() <= 1).all())
-    # saved as a comparison saves it (no pickle) and loaded back: the same actions
-    policy.model.save(tmp_path / "model.zip")
+    # saved as a comparison saves it (safetensors and JSON, no pickle) and rebuilt from those
+    # files alone: the same architecture, weights and actions
+    policy.save(tmp_path)
     save_obs_norm(policy.vecnorm, tmp_path / "vecnormalize.json")
-    loaded = SB3Policy.load(tmp_path / "model.zip", tmp_path / "vecnormalize.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "policy.safetensors", "sb3_policy.json", "vecnormalize.json"]
+    spec = json.loads((tmp_path / "sb3_policy.json").read_text())
+    assert spec["sb3_config"] == dataclasses.asdict(cfg) and spec["activation_fn"] == "Tanh"
+    assert spec["observation_space"]["shape"] == [env.obs_dim]
+    assert spec["action_space"] == {"shape": [1], "dtype": "float32", "low": [-1.0],
+                                    "high": [1.0]}
+    loaded = SB3Policy.load(tmp_path / "policy.safetensors", tmp_path / "sb3_policy.json",
+                            tmp_path / "vecnormalize.json")
+    assert type(loaded.net) is type(policy.net) and str(loaded.net) == str(policy.net)
+    trained = policy.net.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in loaded.net.state_dict().items())
     np.testing.assert_array_equal(loaded(obs).numpy(), a.numpy())
+    _, obs2 = reset(env, 3, days=env.scenario.split.validation[:3])
+    np.testing.assert_array_equal(loaded(obs2 * 3).numpy(), policy(obs2 * 3).numpy())
     _, h2, _, steps2 = train_sb3(env, "ieee13-50-v0", SB3Config(days_per_rollout=2, iterations=50),
                                  should_stop=lambda t: True)
     # stopped after its first rollout (SB3 stops at the next step's callback: one step more)
     assert 2 * env.n_steps <= steps2 <= 2 * env.n_steps + 2 and len(h2) == 0
     assert torch.is_tensor(a)
+
+
+def test_a_comparison_run_keeps_no_pickle_and_its_policy_is_rebuilt(env, tmp_path):
+    plan = Plan(None, (), ("sb3-ippo",), 1, None, tmp_path, logger="none", method_sets=(
+        "sb3-ippo:days_per_rollout=1", "sb3-ippo:iterations=1", "sb3-ippo:epochs=1"))
+    result = run_one(plan, "sb3-ippo", 0, env, progress=lambda msg: None)
+    run_dir = plan.run_dir("sb3-ippo", 0)
+    assert not list(run_dir.glob("*.zip")) and not list(run_dir.glob("*.pkl"))
+    for name in ("policy.safetensors", "sb3_policy.json", "vecnormalize.json"):
+        assert (run_dir / name).is_file(), name
+    # rebuilt from the run's files, the policy reproduces the run's test metrics exactly
+    m, _ = evaluate(env, policy_of("sb3-ippo", result, run_dir, env), env.scenario.split.test)
+    assert m == result["test"]
+
+
+def test_a_spec_names_only_allowed_classes(tmp_path):
+    spec = {"format": 1, "policy_class": "ActorCriticPolicy", "features_extractor_class":
+            "FlattenExtractor", "activation_fn": "Module"}
+    with pytest.raises(ValueError, match="unsupported policy"):
+        build_policy_net(spec)
+    with pytest.raises(ValueError, match="format"):
+        build_policy_net({**spec, "format": 0})
 
 
 def test_bad_config_is_named():

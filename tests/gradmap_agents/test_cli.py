@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+import gradmap_agents.gradmap as gm
+import gridedge_env as ge
 from gradmap_agents import checkpoint, cli
+from gradmap_agents import train as train_mod
+from gradmap_agents.export import OnnxPolicy
 
 FAST = ["--set", "iterations=6", "--set", "eval_every=3", "--set", "checkpoint_every=2",
         "--set", "algo.days_per_gradient=4", "--set", "policy.hidden=[8]", "--logger", "none"]
@@ -54,9 +58,6 @@ def test_train_writes_checkpoint_metrics_plots(run):
 def test_export_runs_in_onnxruntime_like_the_trainer(run, tmp_path):
     """Every agent's ONNX file on the PettingZoo env's test days: the trainer's actions to 1e-5
     and the same test metrics as eval.json."""
-    import gridedge_env as ge
-    from gradmap_agents.export import OnnxPolicy
-
     exp = tmp_path / "export"
     assert cli.export_main(["--run", str(run), "--out", str(exp)]) == 0
     manifest = json.loads((exp / "manifest.json").read_text())
@@ -137,13 +138,11 @@ def test_refuses_to_overwrite_and_names_bad_checkpoints(run, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "checkpoint.safetensors").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(SystemExit, match="not a readable gradmap checkpoint"):
+    with pytest.raises(SystemExit, match="not a readable"):
         cli.eval_main(["--run", str(bad)])
 
 
-def test_diverging_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import gradmap_agents.gradmap as gm
-
+def test_diverging_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     real, calls = gm.lagrangian, {"n": 0}
 
     def poisoned(*a, **k):
@@ -156,6 +155,74 @@ def test_diverging_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     rc = cli.train_main(["--config", "ieee13-50", "--out", str(out), *FAST])
     assert rc == cli.EXIT_DIVERGED
     assert checkpoint.read(out / "checkpoint.safetensors")[1]["iteration"] == 4
+    assert "the checkpoint of iteration 4 in" in capsys.readouterr().err
+
+
+def test_nonfinite_duals_keep_the_checkpoint_before_them(tmp_path, monkeypatch, capsys):
+    real, calls = train_mod.dual_ascent, {"n": 0}
+
+    def poisoned(*a, **k):
+        calls["n"] += 1
+        d = real(*a, **k)
+        return d._replace(v_over_pu=d.v_over_pu * float("nan")) if calls["n"] == 3 else d
+
+    monkeypatch.setattr(train_mod, "dual_ascent", poisoned)
+    out = tmp_path / "nan_duals"
+    assert cli.train_main(["--config", "ieee13-50", "--out", str(out), *FAST]) == cli.EXIT_DIVERGED
+    assert checkpoint.read(out / "checkpoint.safetensors")[1]["iteration"] == 2
+    err = capsys.readouterr().err
+    assert "duals v_over_pu became non-finite at iteration 3" in err
+    assert "the checkpoint of iteration 2 in" in err
+
+
+def test_nonconverging_run_stops_with_one_line(tmp_path, capsys):
+    out = tmp_path / "heavy"
+    rc = cli.train_main(["--config", "ieee13-50", "--out", str(out), *FAST,
+                         "--set", "env_overrides.households_per_agent=200"])
+    assert rc == cli.EXIT_NONCONVERGED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gradmap-train: stopped: ")
+    assert "at iteration 1 did not converge" in err[0] and "no checkpoint was written" in err[0]
+    assert not (out / "checkpoint.safetensors").exists()
+    row = (out / "train.csv").read_text().splitlines()
+    assert "train/nonconverged" in row[0].split(",") and len(row) == 2
+
+
+@pytest.mark.parametrize("sets", [["env_overrides.limits={v_min_pu: 1.2, v_max_pu: 1.0}"],
+                                  ["env_overrides.v_min_pu=1.2", "env_overrides.v_max_pu=1.0"],
+                                  ["env_overrides.no_such_key=1"]])
+def test_bad_env_overrides_leave_no_directory(tmp_path, sets):
+    out = tmp_path / "bad_env"
+    with pytest.raises(SystemExit) as err:
+        cli.train_main(["--config", "ieee13-50", "--out", str(out), *FAST,
+                        *[a for x in sets for a in ("--set", x)]])
+    msg = str(err.value.code)
+    assert msg.startswith("gradmap-train: ") and "\n" not in msg
+    assert not out.exists()
+
+
+def test_resume_refuses_no_more_iterations_and_names_changed_keys(run):
+    before = {f: (run / f).read_bytes() for f in ("config.yaml", "checkpoint.safetensors")}
+    for n in ("3", "6"):
+        with pytest.raises(SystemExit, match="already has 6 iterations"):
+            cli.train_main(["--out", str(run), "--resume", "--set", f"iterations={n}",
+                            "--logger", "none"])
+    with pytest.raises(SystemExit, match=r"differs in algo\.lr \(saved 0\.003, now 0\.01\)"):
+        cli.train_main(["--out", str(run), "--resume", "--set", "algo.lr=0.01",
+                        "--set", "iterations=8", "--logger", "none"])
+    with pytest.raises(SystemExit, match=r"differs in env_overrides\.households_per_agent"):
+        cli.train_main(["--config", "ieee13-50", "--out", str(run), "--resume", *FAST,
+                        "--set", "iterations=8",
+                        "--set", "env_overrides.households_per_agent=3"])
+    assert {f: (run / f).read_bytes() for f in before} == before
+
+
+def test_report_shows_nonconverged_steps(run, capsys):
+    assert cli.eval_main(["--run", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "nonconverged day-steps" in out and "0.0%)" in out
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["test/nonconverged"] == 0 and ev["no_control/nonconverged_share"] == 0.0
 
 
 def test_wandb_offline_never_fails_and_never_stores_the_key(tmp_path, monkeypatch):
@@ -169,7 +236,7 @@ def test_wandb_offline_never_fails_and_never_stores_the_key(tmp_path, monkeypatc
     for path in out.rglob("*"):
         if path.is_file():
             assert b"secret-never-written" not in path.read_bytes(), path
-    import wandb
+    import wandb  # why: optional dependency, only this test needs it
 
     def broken(*a, **k):
         raise RuntimeError("W&B is down")

@@ -90,3 +90,23 @@ def test_empty_config_file_is_an_error(tmp_path, text):
         load_config(path)
     (tmp_path / "explicit.yaml").write_text("{}\n")  # an explicit empty mapping: the defaults
     assert load_config(tmp_path / "explicit.yaml") == load_config(None)
+
+
+def test_max_nonconverged_share_is_checked_and_resumable():
+    assert load_config(None).max_nonconverged_share == 0.01
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match="max_nonconverged_share"):
+            load_config(None, {"max_nonconverged_share": bad})
+    base = load_config(None)
+    assert load_config(None, {"max_nonconverged_share": 0.5}).fingerprint() == base.fingerprint()
+
+
+def test_diff_keys_names_the_dotted_keys():
+    from gradmap_agents.config import diff_keys  # why: appended test, imports stay above
+
+    a = load_config(None).as_dict()
+    b = load_config(None, {"algo": {"lr": 0.01}, "env_overrides": {"households_per_agent": 3},
+                           "seed": 2}).as_dict()
+    assert diff_keys(a, b) == ["algo.lr", "env_overrides.households_per_agent", "seed"]
+    assert diff_keys(a, a) == []
+    assert diff_keys({"x": {"y": 1}}, {"x": 2}) == ["x"]

@@ -23,9 +23,78 @@ def test_validate_cli_on_dss_file(feeder_models, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["passed"] is True
 
 
-def test_validate_cli_unknown_feeder():
-    with pytest.raises(SystemExit, match="neither a bundled feeder"):
+def _one_error_line(capsys, prog: str) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"{prog}: ")
+    return lines[0]
+
+
+def test_validate_cli_unknown_feeder(capsys):
+    with pytest.raises(SystemExit) as exc:
         validate_main(["no-such-feeder"])
+    assert exc.value.code == 2
+    assert "no-such-feeder: neither a bundled feeder" in _one_error_line(capsys, "gridedge-validate")
+
+
+BASE = """\
+Clear
+New Circuit.tiny basekv=12.47 pu=1.01 phases=3 bus1=src MVAsc3=200 MVAsc1=210
+New Line.l1 bus1=src bus2=b phases=3 r1=0.1 x1=0.3 r0=0.3 x0=0.9 c1=3 c0=1 length=2 units=km
+New Load.ld1 bus1=b phases=3 conn=wye kv=12.47 kw=300 kvar=100 model=1
+{extra}
+Set VoltageBases=[12.47]
+CalcVoltageBases
+"""
+#: bad model -> what the one line must name (besides the file)
+BAD_MODELS = {
+    "empty": (None, "the script defines no circuit"),
+    "unknown_property": ("New Line.l2 bus1=b bus2=d phases=3 bogus=1", 'Unknown parameter "bogus"'),
+    "unknown_class": ("New Lline.l2 bus1=b bus2=d", 'Object Type "Lline" not found'),
+    "missing_redirect": ("Redirect nothere.dss", "nothere.dss"),
+    "generator": ("New Generator.g1 bus1=b phases=3 kv=12.47 kW=10", "generator.g1"),
+    "pv": ("New PVSystem.pv1 bus1=b phases=3 kv=12.47 kVA=10 Pmpp=10", "pvsystem.pv1"),
+    "storage": ("New Storage.st1 bus1=b phases=3 kv=12.47 kWrated=10 kWhrated=20", "storage.st1"),
+    "no_voltage_bases": ("", "no voltage base for nodes"),
+    "island": ("New Line.l9 bus1=x bus2=y phases=3 r1=0.1 x1=0.3 length=1 units=km",
+               "no conductive path to the source vsource.source: x, y"),
+}
+
+
+def _bad_model(tmp_path, case: str):
+    extra, _ = BAD_MODELS[case]
+    text = "" if extra is None else BASE.format(extra=extra)
+    if case == "no_voltage_bases":
+        text = text.replace("Set VoltageBases=[12.47]\nCalcVoltageBases\n", "")
+    path = tmp_path / f"{case}.dss"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODELS))
+def test_validate_cli_bad_model_is_one_line_and_exit_2(tmp_path, capsys, case):
+    path = _bad_model(tmp_path, case)
+    with pytest.raises(SystemExit) as exc:
+        validate_main([str(path), "--scenarios", "1"])
+    assert exc.value.code == 2
+    line = _one_error_line(capsys, "gridedge-validate")
+    assert str(path) in line and BAD_MODELS[case][1] in line, line
+
+
+@pytest.mark.parametrize("case", ["island", "pv"])
+def test_bench_cli_bad_feeder_is_one_line_and_exit_2(tmp_path, capsys, case):
+    path = _bad_model(tmp_path, case)
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["powerflow", "--feeder", str(path), "--batch", "4"])
+    assert exc.value.code == 2
+    line = _one_error_line(capsys, "gridedge-bench")
+    assert str(path) in line and BAD_MODELS[case][1] in line, line
+    for spec, named in [("nosuch", "'nosuch' is neither a bundled feeder"),
+                        (str(tmp_path / "x.json.gz"), "x.json.gz: feeder file not found")]:
+        with pytest.raises(SystemExit):
+            bench_main(["powerflow", "--feeder", spec])
+        assert named in _one_error_line(capsys, "gridedge-bench")
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test
 from pettingzoo.test.state_test import test_parallel_env as pz_state_parallel
 from pettingzoo.test.state_test import test_state_space as pz_state_space
 
-from gridedge_env.registry import make, registry
+from gridedge_env.envs import make
+from gridedge_env.registry import registry
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +116,16 @@ def test_render_human_reuses_one_window():
     assert len(plt.get_fignums()) == 1
     env.close()
     assert not plt.get_fignums()
+
+
+def test_infos_are_numeric_with_the_same_keys_after_reset_and_step(env13):
+    _, infos = env13.reset(seed=1, options={"day": 3})
+    a = env13.agents[0]
+    assert infos[a]["day"] == 3 and env13.date == env13.env.scenario.profiles.dates[3]
+    assert infos[a]["converged"] is True and infos[a]["clipped_actions"] == 0
+    _, _, _, _, step_infos = env13.step({b: [0.0] for b in env13.agents})
+    assert set(infos[a]) == set(step_infos[a]) and "date" not in infos[a]
+    assert {"cost_energy", "v_min_pu", "v_max_pu"} <= set(infos[a])
+    for info in (infos[a], step_infos[a]):
+        assert all(isinstance(v, (bool, int, float)) for v in info.values()), info
+    assert step_infos[a]["day"] == 3
