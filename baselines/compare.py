@@ -55,7 +55,11 @@ LEARNED = GRADIENT + PPO + ("sb3-ippo",)
 FIXED = ("rule", "no-control", "oracle")
 METHODS = LEARNED + FIXED
 COLUMNS = ("cost", "violation_magnitude", "violation_frequency", "line_overload_frequency",
-           "v_min_pu", "v_max_pu")
+           "v_min_pu", "v_max_pu", "voltage_violation_magnitude", "line_violation_magnitude",
+           "voltage_violation_days", "line_violation_days", "voltage_worst_pu",
+           "line_worst_overload", "vuf_max")
+"""Test metrics of every run in ``comparison.csv``; voltage and line parts in their own units
+(:mod:`gradmap_agents.evaluate`). Runs finished before a column existed leave it empty."""
 OPENDSS_COLUMNS = tuple(f"opendss_{c}" for c in (
     "cost", "violation_magnitude", "violation_frequency", "max_v_diff_pu"))
 """The same test metrics with OpenDSS solving every power flow, and the largest voltage
@@ -311,7 +315,7 @@ def _table(results: list[dict], nc_val: dict) -> dict:
         if "failed" not in r:
             t, g = (time_to_target(r["history"], nc_val, best) if best is not None and r["history"]
                     else (None, None))
-            row.update({c: r["test"][c] for c in COLUMNS}, train_seconds=r["train_seconds"],
+            row.update({c: r["test"].get(c) for c in COLUMNS}, train_seconds=r["train_seconds"],
                        env_gradients=r["env_gradients"], time_to_target_s=t,
                        env_gradients_to_target=g,
                        optimality_gap=r["test"].get("optimality_gap"),

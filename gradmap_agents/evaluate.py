@@ -8,6 +8,14 @@ alone; ``violation_frequency`` is the share of (non-source node-phase, step) pai
 ``[v_min, v_max]``; ``line_overload_frequency`` the share of (rated line-phase, step) pairs over
 their rating; ``v_min_pu``/``v_max_pu`` the extremes over non-source nodes.
 
+Voltage and line metrics in their own units, never added: ``voltage_violation_frequency``
+(= ``violation_frequency``) and ``line_overload_frequency``; ``voltage_violation_days`` and
+``line_violation_days``, the share of days with any exceedance; ``voltage_worst_pu`` (p.u.)
+and ``line_worst_overload`` (``|I|/rating - 1``), each day's largest exceedance, mean over the
+days, with ``_max`` the largest over the days; ``vuf_mean`` and ``vuf_max``, the voltage
+unbalance factor ``|V-|/|V+|`` of the three-phase buses over day-steps. (``violation_magnitude``,
+the sum of the voltage and line parts, stays for the existing target and tables.)
+
 Non-converged power flows: a day-step whose power flow did not converge has meaningless
 voltages and line currents. ``nonconverged`` counts such day-steps and ``nonconverged_share``
 is their share of all day-steps; every other metric leaves them out: per-day means (``cost``
@@ -52,6 +60,7 @@ def metrics(env, roll: DayRollout) -> dict[str, float]:
         "voltage_violation_magnitude": mean(v_mag),
         "line_violation_magnitude": mean(line_mag),
         "violation_frequency": mean(outside),
+        "voltage_violation_frequency": mean(outside),
         "line_overload_frequency": (mean(over) if over.numel() or not bool(conv.any())
                                     else 0.0),
         "v_min_pu": extreme(v, torch.min),
@@ -63,7 +72,30 @@ def metrics(env, roll: DayRollout) -> dict[str, float]:
         "clipped_actions": int(roll.clipped_actions.sum()),
     }
     out.update({f"cost_{k}": mean(c[day_ok]) for k, c in roll.cost_parts.items()})
+    out.update(_own_units(cons, node, day_ok, conv))
     return out
+
+
+def _own_units(cons, node, day_ok, conv) -> dict[str, float]:
+    """Voltage and line metrics in their own units (module docstring), over the days (day-steps)
+    whose power flows converged."""
+    v_exc = torch.maximum(cons.v_over_pu, cons.v_under_pu)[..., node][day_ok]  # (D, T, n)
+    line = cons.line_over[day_ok]  # (D, T, r)
+    v_worst = v_exc.flatten(1).amax(1) if v_exc.numel() else v_exc.new_zeros(len(v_exc))
+    l_worst = line.flatten(1).amax(1) if line.numel() else line.new_zeros(len(line))
+    vuf = cons.unbalance[conv] if cons.unbalance is not None else None
+
+    def stat(x, fn):
+        return float(fn(x.double())) if x is not None and x.numel() else float("nan")
+
+    return {"voltage_violation_days": stat(v_worst > 0, torch.mean),
+            "line_violation_days": stat(l_worst > 0, torch.mean),
+            "voltage_worst_pu": stat(v_worst, torch.mean),
+            "voltage_worst_pu_max": stat(v_worst, torch.max),
+            "line_worst_overload": stat(l_worst, torch.mean),
+            "line_worst_overload_max": stat(l_worst, torch.max),
+            "vuf_mean": stat(vuf, torch.mean),
+            "vuf_max": stat(vuf, torch.max)}
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 
 from .core import EnvParams, EnvState, device_step, exogenous, observe, reset, staged, step
-from .costs import Constraints, constraints
+from .costs import Constraints, constraints, voltage_unbalance
 from .devices.heat_pump import thermostat_kw
 
 Policy = Callable[[torch.Tensor, int, EnvState], torch.Tensor]
@@ -66,7 +66,8 @@ class DayRollout(NamedTuple):
     cost: torch.Tensor  # (B,) GBP per day, all agents and cost channels
     cost_parts: dict  # channel -> (B,) GBP per day
     cost_agent: torch.Tensor  # (B, N) GBP per day and agent
-    constraints: Constraints  # v_over_pu, v_under_pu (B, T, n), line_over (B, T, r); no unbalance
+    constraints: Constraints  # v_over_pu, v_under_pu (B, T, n), line_over (B, T, r); unbalance (B, T, n_3ph)
+    #                         the voltage unbalance factor of the three-phase buses, detached
     v_pu: torch.Tensor  # (B, T, n)
     line_loading: torch.Tensor  # (B, T, r)
     converged: torch.Tensor  # (B, T) bool
@@ -155,8 +156,10 @@ def _whole_day(env: EnvParams, state, obs, policy, deltas) -> DayRollout:
     def days_steps(x):
         return x.reshape(b, n_t, *x.shape[1:])
 
+    with torch.no_grad():  # a report, not a constraint term: no gradient flows through it
+        unbalance = days_steps(voltage_unbalance(r.v.detach(), env.bus_phases))
     cons = Constraints(days_steps(cons.v_over_pu), days_steps(cons.v_under_pu),
-                       days_steps(cons.line_over), cons.unbalance)
+                       days_steps(cons.line_over), unbalance)
     cost_agent = torch.stack(total, 1).sum(1)
     return DayRollout(
         obs=torch.stack(obs_all, 1).transpose(2, 3), actions=torch.stack(a0_all, 1), delta=None,
