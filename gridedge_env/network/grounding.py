@@ -35,6 +35,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from .element import Element
 
@@ -59,26 +61,25 @@ def conductor_groups(el: Element) -> list[np.ndarray]:
     return [g[live[g]] for g in groups if live[g].sum() > 1]
 
 
+def _components(n_vertices: int, groups) -> np.ndarray:
+    """Component label of every vertex, the vertices of each group joined (scipy's
+    ``connected_components`` on the star graph of every group)."""
+    pairs = [(np.full(len(g) - 1, g[0]), g[1:]) for g in map(np.asarray, groups) if len(g) > 1]
+    rows = np.concatenate([r for r, _ in pairs]) if pairs else np.zeros(0, dtype=np.int64)
+    cols = np.concatenate([c for _, c in pairs]) if pairs else np.zeros(0, dtype=np.int64)
+    graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_vertices, n_vertices))
+    return connected_components(graph, directed=False)[1]
+
+
 def _union_find(feeder: Feeder) -> np.ndarray:
-    """Root of every vertex: the ``n`` nodes and ground (vertex ``n``)."""
+    """Component of every vertex: the ``n`` nodes and ground (vertex ``n``), joined within each
+    element's conductor groups (:func:`conductor_groups`)."""
     n = feeder.n_nodes
-    parent = np.arange(n + 1)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    groups = []
     for el in feeder.elements + (feeder.source,):  # setup only, once per feeder
         vertex = np.where(el.conductor_nodes >= 0, el.conductor_nodes, n)
-        for g in conductor_groups(el):
-            r0 = root(int(vertex[g[0]]))
-            for j in g[1:]:
-                r = root(int(vertex[j]))
-                if r != r0:
-                    parent[r] = r0
-    return np.array([root(i) for i in range(n + 1)])
+        groups += [vertex[g] for g in conductor_groups(el)]
+    return _components(n + 1, groups)
 
 
 def floating_sections(feeder: Feeder) -> list[np.ndarray]:
@@ -107,26 +108,11 @@ def disconnected_nodes(feeder: Feeder) -> np.ndarray:
 
     Each element (and the source) joins all its live conductors (nonzero ``y_prim`` row) that are
     not ground; the nodes reached from the source's are connected, the rest are returned."""
-    n = feeder.n_nodes
-    parent = np.arange(n)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    groups = []
     for el in feeder.elements + (feeder.source,):  # setup only, once per feeder
         live = np.abs(el.y_prim).sum(1) > 0
-        nodes = el.conductor_nodes[live & (el.conductor_nodes >= 0)]
-        if len(nodes) < 2:
-            continue
-        r0 = root(int(nodes[0]))
-        for j in nodes[1:]:
-            r = root(int(j))
-            if r != r0:
-                parent[r] = r0
-    roots = np.array([root(i) for i in range(n)], dtype=np.int64)
+        groups.append(el.conductor_nodes[live & (el.conductor_nodes >= 0)])
+    roots = _components(feeder.n_nodes, groups)
     src = feeder.source.conductor_nodes
     fed = np.unique(roots[src[src >= 0]])
     return np.flatnonzero(~np.isin(roots, fed))

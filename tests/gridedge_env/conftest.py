@@ -64,3 +64,15 @@ def dss_circuit(tmp_path):
         return path
 
     return write
+
+
+#: A two-bus circuit with room for ``{extra}`` lines: the base of the bad-input tests.
+TINY_SCRIPT = """\
+Clear
+New Circuit.tiny basekv=12.47 pu=1.01 phases=3 bus1=src MVAsc3=200 MVAsc1=210
+New Line.l1 bus1=src bus2=b phases=3 r1=0.1 x1=0.3 r0=0.3 x0=0.9 c1=3 c0=1 length=2 units=km
+New Load.ld1 bus1=b phases=3 conn=wye kv=12.47 kw=300 kvar=100 model=1
+{extra}
+Set VoltageBases=[12.47]
+CalcVoltageBases
+"""

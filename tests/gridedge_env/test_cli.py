@@ -6,6 +6,8 @@ import pytest
 
 from gridedge_env.cli import bench_main, validate_main
 
+from .conftest import TINY_SCRIPT as BASE
+
 
 @pytest.mark.slow
 def test_validate_cli_json(capsys):
@@ -38,15 +40,6 @@ def test_validate_cli_unknown_feeder(capsys):
     assert "no-such-feeder: neither a bundled feeder" in _one_error_line(capsys, "gridedge-validate")
 
 
-BASE = """\
-Clear
-New Circuit.tiny basekv=12.47 pu=1.01 phases=3 bus1=src MVAsc3=200 MVAsc1=210
-New Line.l1 bus1=src bus2=b phases=3 r1=0.1 x1=0.3 r0=0.3 x0=0.9 c1=3 c0=1 length=2 units=km
-New Load.ld1 bus1=b phases=3 conn=wye kv=12.47 kw=300 kvar=100 model=1
-{extra}
-Set VoltageBases=[12.47]
-CalcVoltageBases
-"""
 #: bad model -> what the one line must name (besides the file)
 BAD_MODELS = {
     "empty": (None, "the script defines no circuit"),
