@@ -2,21 +2,30 @@
 
 A comparison directory holds one run directory per (method, seed) under ``runs/``, each done
 when its ``result.json`` exists, and the comparison's outputs: ``comparison.csv`` (a row per
-run), ``comparison.md`` (a row per method, mean and range over seeds), ``comparison.json`` and
-the plots ``cost_vs_violation.png``, ``learning_curves_wall.png`` and
-``learning_curves_gradients.png``. Killed and restarted with the same arguments, it skips the
-finished runs and resumes a GradMAP/GradMA run from its last checkpoint and a MAPPO/IPPO run
-from its last validation (:mod:`.ppo_checkpoint`).
+run), ``comparison.md`` (a row per method, mean ± 95 % Student-t half-width over seeds),
+``comparison.json`` and the plots ``cost_vs_violation.png``, ``captured_curves.png``,
+``learning_curves_*.png`` and ``test_days_box.png``. Killed and restarted with the same
+arguments, it skips the finished runs and resumes a GradMAP/GradMA run from its last checkpoint
+and a MAPPO/IPPO run from its last validation (:mod:`.ppo_checkpoint`).
 ``opendss``: every run's policy is also re-simulated with OpenDSS (:mod:`.resim`); ``ray``:
 every (method, seed) runs as a task on a Ray cluster (:mod:`.compare_ray`).
 
+**Protocol** (:mod:`gradmap_agents.protocol`, ``docs/results.md``). The quality levels come
+from the scenario before any run (no control and the certified copper-plate bound on the
+validation days), so a comparison with another set of methods has the same levels. One
+wall-time budget binds every learning method: with ``budget_minutes`` no iteration cap applies
+(an ``iterations`` value is refused), and every run reports wall and process CPU seconds,
+environment gradients and simulated day-steps. Each run is scored on its validation history
+(final captured share, area under the captured-share curve over the budget, time, gradients
+and day-steps to each level), and the table gives the wall time each method needs to reach
+every other method's final level. ``fixed_penalty``: every method minimises the same
+objective, cost + the scenario's fixed multipliers x violation.
+
 Methods: ``gradmap`` and ``gradma`` train through the run API
 (:func:`gradmap_agents.runs.train_run`: the same configuration, with ``algo.method`` and ``seed``
-set, and the budget as its ``max_seconds``), MAPPO and IPPO through
-:func:`.ppo.train_ppo`, both with callbacks; ``rule``,
-``no-control`` and ``oracle`` are deterministic and run once. Time to target uses the target of
-``docs/gradmap.md`` with the best feasible validation cost over every learning run of the
-comparison.
+set, and the budget as its ``max_seconds``), MAPPO and IPPO through :func:`.ppo.train_ppo`,
+both with callbacks and the same dual settings (the config's ``dual``); ``rule``,
+``no-control`` and ``oracle`` are deterministic and run once.
 """
 
 from __future__ import annotations
@@ -24,23 +33,28 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import scipy.stats
+import torch
 from safetensors.torch import save_file
 
-from gradmap_agents import checkpoint
+from gradmap_agents import checkpoint, protocol
 from gradmap_agents.checkpoint import atomic_write
 from gradmap_agents.config import load_config, merge, parse_set
-from gradmap_agents.evaluate import evaluate, time_to_target
+from gradmap_agents.evaluate import evaluate, per_day
 from gradmap_agents.loggers import RunLogger
+from gradmap_agents.protocol import Levels, levels
 from gradmap_agents.runs import CHECKPOINT, build_env, evaluate_run, train_run
 from gridedge_env.config import check_fields, from_dict
 from gridedge_env.rollout import no_control
 
-from .compare_plots import cost_vs_violation, learning_curves
+from .compare_plots import box_plots, captured_curves, cost_vs_violation, learning_curves
 from .compare_ray import run_on_ray
 from .oracle import OracleConfig, oracle
 from .ppo import PPOConfig, init_ppo, train_ppo
@@ -54,6 +68,8 @@ PPO = ("mappo", "ippo")
 LEARNED = GRADIENT + PPO + ("sb3-ippo",)
 FIXED = ("rule", "no-control", "oracle")
 METHODS = LEARNED + FIXED
+UNCAPPED = 10**9
+"""Iteration cap of every learning run of a budgeted comparison: the budget ends them all."""
 COLUMNS = ("cost", "violation_magnitude", "violation_frequency", "line_overload_frequency",
            "v_min_pu", "v_max_pu", "voltage_violation_magnitude", "line_violation_magnitude",
            "voltage_violation_days", "line_violation_days", "voltage_worst_pu",
@@ -89,6 +105,13 @@ class Plan:
     ``None``: one after another in this process."""
     ray_cpus: int = 1
     """CPUs (and torch threads) of each Ray task."""
+    group: str | None = None
+    """The W&B group of every run (default ``compare-<out folder name>``)."""
+    fixed_penalty: bool = False
+    """The fixed-penalty variant: every method minimises cost + the scenario's fixed
+    multipliers x violation (:mod:`gradmap_agents.protocol`), no dual ascent, no margins."""
+    threads: int | None = None
+    """Torch threads of every run (``None``: torch's default); recorded in the table."""
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
@@ -103,9 +126,19 @@ class Plan:
             if ":" not in ms or "=" not in ms or m not in LEARNED:
                 raise ValueError(f"--set-method {ms!r}: expected METHOD:KEY=VALUE with METHOD one "
                                  f"of {', '.join(LEARNED)}")
+        capped = [x for x in (*self.sets, *self.method_sets)
+                  if x.split(":", 1)[-1].split("=", 1)[0].strip() == "iterations"]
+        if self.budget_minutes is not None and capped:
+            raise ValueError(f"{capped[0]!r}: a budgeted comparison ends every run by its wall-time "
+                             "budget alone, never by an iteration cap; drop the iterations value")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
     def sets_of(self, method: str) -> list[str]:
-        return [ms.split(":", 1)[1] for ms in self.method_sets if ms.split(":", 1)[0] == method]
+        """``method``'s ``--set-method`` values, after the budget's iteration cap (none binds
+        before the wall-time budget)."""
+        own = [ms.split(":", 1)[1] for ms in self.method_sets if ms.split(":", 1)[0] == method]
+        return ([f"iterations={UNCAPPED}"] if self.budget_minutes is not None else []) + own
 
     def runs(self) -> list[tuple[str, int]]:
         return [(m, s) for m in self.methods for s in (range(self.seeds) if m in LEARNED else [0])]
@@ -129,8 +162,11 @@ class Plan:
 
 def run_compare(plan: Plan, progress=print) -> dict:
     """Run (or finish) every (method, seed) of ``plan`` and write the comparison outputs."""
+    if plan.threads is not None:
+        torch.set_num_threads(plan.threads)
     env = plan.env()
     plan.out.mkdir(parents=True, exist_ok=True)
+    lv = levels(env)  # from the scenario alone, before any run
     nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
     todo = []
     for method, seed in plan.runs():
@@ -151,16 +187,17 @@ def run_compare(plan: Plan, progress=print) -> dict:
             if "opendss" not in r and _add_opendss(plan, r, env, progress):
                 _write_json(plan.result_path(r["method"], r["seed"]), r)
     table = {"env": env.scenario.config.name, "n_agents": env.n_agents,
-             "budget_minutes": plan.budget_minutes, **_table(results, nc_val)}
-    _write_outputs(plan.out, table, results, nc_val)
+             "budget_minutes": plan.budget_minutes, "threads": torch.get_num_threads(),
+             "no_control_val": nc_val, **_table(results, lv, plan)}
+    _write_outputs(plan.out, table, results, lv)
     return table
 
 
 def run_one(plan: Plan, method: str, seed: int, env, progress=print) -> dict:
     """Train (or resume) and evaluate one (method, seed) in its run directory on ``env``;
     with ``plan.opendss`` also its OpenDSS re-simulation. Returns its ``result.json``."""
-    group = f"compare-{plan.out.resolve().name}"
-    cfg = load_config(plan.config, merge(parse_set(list(plan.sets)), {
+    group = plan.group or f"compare-{plan.out.resolve().name}"
+    cfg = load_config(plan.config, merge(merge(parse_set(list(plan.sets)), _penalty_sets(plan, env)), {
         "seed": seed, "logging": {"group": group},
         **({"algo": {"method": method}} if method in GRADIENT else {})}))
     runner = (_learned if method in GRADIENT else _ppo if method in PPO else
@@ -169,6 +206,17 @@ def run_one(plan: Plan, method: str, seed: int, env, progress=print) -> dict:
     if plan.opendss:
         _add_opendss(plan, result, env, progress)
     return result
+
+
+def _penalty_sets(plan: Plan, env) -> dict:
+    """The fixed-penalty variant's dual settings for every method (none otherwise): the
+    scenario's multipliers (:meth:`gradmap_agents.protocol.Levels.penalty_multipliers`), fixed,
+    on the exceedances at the limits themselves."""
+    if not plan.fixed_penalty:
+        return {}
+    mu_v, mu_l = levels(env).penalty_multipliers()
+    return {"dual": {"fixed": True, "scheme": "rising", "init_voltage_gbp_per_pu": mu_v,
+                     "init_line_gbp": mu_l, "margin_pu": 0.0, "line_margin": 0.0}}
 
 
 def _add_opendss(plan: Plan, result: dict, env, progress) -> bool:
@@ -210,7 +258,9 @@ def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     except (FloatingPointError, checkpoint.CheckpointError) as exc:
         return {"method": method, "seed": seed, "failed": f"{type(exc).__name__}: {exc}"}
     return {"method": method, "seed": seed, "test": _prefixed(report, "test/"),
-            "train_seconds": s.train_seconds, "env_gradients": s.env_gradients,
+            "test_per_day": report["test_per_day"],
+            "train_seconds": s.train_seconds, "cpu_seconds": s.cpu_seconds,
+            "day_steps": s.day_steps, "env_gradients": s.env_gradients,
             "iterations": s.iteration, "history": s.history}
 
 
@@ -226,21 +276,25 @@ def _sb3(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     ``sb3_policy.json`` (no pickled ``model.zip``), its observation statistics in
     ``vecnormalize.json``. A killed run restarts from scratch."""
 
-    scfg = _config(plan, method, SB3Config, seed=seed)
+    # SB3's reward has fixed weights (no dual ascent through its wrapper); in the fixed-penalty
+    # variant they are the scenario's multipliers, as every other method's
+    weights = ({"voltage_weight_gbp_per_pu": cfg.dual.init_voltage_gbp_per_pu,
+                "line_weight_gbp": cfg.dual.init_line_gbp} if plan.fixed_penalty else {})
+    scfg = _config(plan, method, SB3Config, seed=seed, **weights)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
     budget = plan.budget_s
-    policy, history, seconds, steps = train_sb3(
-        env, cfg.env, scfg, progress_fn=log.log,
-        should_stop=lambda t: budget is not None and t > budget)
+    run = train_sb3(env, cfg.env, scfg, progress_fn=log.log,
+                    should_stop=lambda t: budget is not None and t > budget)
+    policy = run.policy
     policy.save(run_dir)
     save_obs_norm(policy.vecnorm, run_dir / "vecnormalize.json")
     m, _ = evaluate(env, policy, env.scenario.split.test)
     log.summary({f"test/{k}": v for k, v in m.items()})
     log.close()
-    return {"method": method, "seed": seed, "test": m, "train_seconds": seconds,
-            "env_gradients": 0, "env_steps": steps,
-            "iterations": steps // (env.n_steps * scfg.days_per_rollout), "history": history,
+    return {"method": method, "seed": seed, "test": m, "train_seconds": run.train_seconds,
+            "cpu_seconds": run.cpu_seconds, "day_steps": run.day_steps, "env_gradients": 0,
+            "iterations": run.iterations, "history": run.history,
             "sb3_config": dataclasses.asdict(scfg)}
 
 
@@ -254,7 +308,7 @@ def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     pcfg = _config(plan, method, PPOConfig, variant=method, seed=seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "ppo_checkpoint.safetensors"
-    s = load_ppo(ckpt, env, pcfg) if ckpt.exists() else init_ppo(env, pcfg)
+    s = load_ppo(ckpt, env, pcfg, cfg.dual) if ckpt.exists() else init_ppo(env, pcfg, cfg.dual)
     # CSV rows past the checkpoint (a killed run logged them) go; a fresh run starts clean
     log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}", resume_from=s.iteration)
     budget = plan.budget_s
@@ -262,18 +316,19 @@ def _ppo(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
     def progress(rec):
         log.log(rec)
         if "val/cost" in rec:
-            save_ppo(ckpt, s, pcfg)
+            save_ppo(ckpt, s, pcfg, cfg.dual)
 
-    train_ppo(env, pcfg, state=s, progress_fn=progress,
+    train_ppo(env, pcfg, cfg.dual, state=s, progress_fn=progress,
               should_stop=lambda: budget is not None and s.train_seconds > budget)
-    save_ppo(ckpt, s, pcfg)
+    save_ppo(ckpt, s, pcfg, cfg.dual)
     weights = {k: v.detach().contiguous() for k, v in s.actor.state_dict().items()}
     atomic_write(run_dir / "actor.safetensors", lambda tmp: save_file(weights, tmp))
     m, _ = evaluate(env, s.actor, env.scenario.split.test)
     log.summary({f"test/{k}": v for k, v in m.items()})
     log.close()
     return {"method": method, "seed": seed, "test": m, "train_seconds": s.train_seconds,
-            "env_gradients": 0, "env_steps": s.env_steps, "iterations": s.iteration,
+            "cpu_seconds": s.cpu_seconds, "day_steps": s.day_steps,
+            "env_gradients": 0, "iterations": s.iteration,
             "history": s.history, "ppo_config": dataclasses.asdict(pcfg)}
 
 
@@ -287,52 +342,96 @@ def _fixed(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
                                if plan.oracle_iterations else {}))
         m = oracle(env, test, ocfg)
     else:
-        m, _ = evaluate(env, rule_based(env) if method == "rule" else no_control(env), test)
+        m, roll = evaluate(env, rule_based(env) if method == "rule" else no_control(env), test)
     seconds = time.perf_counter() - t0
+    days = {} if method == "oracle" else {"test_per_day": test_per_day(env, roll)}
     log = RunLogger(run_dir, plan.logger, cfg, name=f"{method}-s{seed}")
     log.log({"iteration": 0, **{f"test/{k}": v for k, v in m.items()}})
     log.summary({f"test/{k}": v for k, v in m.items()})
     log.close()
     return {"method": method, "seed": seed, "test": m, "train_seconds": seconds,
-            "env_gradients": 0, "iterations": 0, "history": []}
+            "env_gradients": 0, "iterations": 0, "history": [], **days}
+
+
+def test_per_day(env, roll) -> dict[str, list]:
+    """The per-test-day metrics of a rollout (:func:`gradmap_agents.evaluate.per_day`) as JSON
+    lists, ``None`` for a day with a non-converged power flow."""
+    return {k: [None if math.isnan(x) else x for x in v.tolist()]
+            for k, v in per_day(env, roll).items()}
 
 
 def _prefixed(report: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in report.items() if k.startswith(prefix)}
 
 
-def _table(results: list[dict], nc_val: dict) -> dict:
-    """Per-run rows with time to target (against the comparison's best feasible validation
-    cost) and per-method aggregates."""
-    ok = [r for r in results if "failed" not in r]
-    bound = 0.1 * nc_val["violation_magnitude"]
-    feasible = [h["val/cost"] for r in ok for h in r["history"]
-                if h["val/violation_magnitude"] <= bound]
-    best = min(feasible) if feasible else None
-    rows = []
-    for r in results:
-        row = {"method": r["method"], "seed": r["seed"], "failed": r.get("failed", "")}
-        if "failed" not in r:
-            t, g = (time_to_target(r["history"], nc_val, best) if best is not None and r["history"]
-                    else (None, None))
-            row.update({c: r["test"].get(c) for c in COLUMNS}, train_seconds=r["train_seconds"],
-                       env_gradients=r["env_gradients"], time_to_target_s=t,
-                       env_gradients_to_target=g,
-                       optimality_gap=r["test"].get("optimality_gap"),
-                       **{c: r.get("opendss", {}).get(c.removeprefix("opendss_"))
-                          for c in OPENDSS_COLUMNS})
-        rows.append(row)
-    methods = {}
-    for m in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == m and not r["failed"]]
-        agg = {"runs": len(mine), "learned": m in LEARNED}
-        for c in (*COLUMNS, "train_seconds", "time_to_target_s", *OPENDSS_COLUMNS):
-            vals = [r[c] for r in mine if r.get(c) is not None]
-            agg[c] = statistics.mean(vals) if vals and len(vals) == len(mine) else None
-            agg[f"{c}_range"] = (min(vals), max(vals)) if vals else None
-        methods[m] = agg
-    return {"best_feasible_val_cost": best, "no_control_val": nc_val, "runs": rows,
-            "methods": methods}
+def _table(results: list[dict], lv: Levels, plan: Plan) -> dict:
+    """Per-run rows scored by the protocol (:func:`gradmap_agents.protocol.score` against the
+    scenario's levels ``lv``), per-method aggregates (mean and 95 % Student-t interval over
+    seeds) and the cross-level matrix: the time each method needs to reach every other
+    method's final level."""
+    rows = [_row(r, lv, plan) for r in results]
+    methods = {m: _aggregate([r for r in rows if r["method"] == m and not r["failed"]], m)
+               for m in dict.fromkeys(r["method"] for r in rows)}
+    return {"levels": lv.as_dict(), "fixed_penalty": plan.fixed_penalty, "runs": rows,
+            "methods": methods, "cross_levels": _cross_levels(results, rows, lv, plan)}
+
+
+def _row(r: dict, lv: Levels, plan: Plan) -> dict:
+    row = {"method": r["method"], "seed": r["seed"], "failed": r.get("failed", "")}
+    if "failed" in r:
+        return row
+    row.update({c: r["test"].get(c) for c in COLUMNS}, train_seconds=r["train_seconds"],
+               cpu_seconds=r.get("cpu_seconds"), env_gradients=r["env_gradients"],
+               day_steps=r.get("day_steps"), optimality_gap=r["test"].get("optimality_gap"),
+               **{c: r.get("opendss", {}).get(c.removeprefix("opendss_")) for c in OPENDSS_COLUMNS})
+    if r["method"] in LEARNED and r["history"]:
+        row.update(protocol.score(r["history"], lv, plan.budget_s, plan.fixed_penalty))
+    if plan.fixed_penalty:
+        row["test_objective"] = lv.objective(r["test"])
+    return row
+
+
+def _aggregate(mine: list[dict], method: str) -> dict:
+    """Mean, 95 % Student-t half-width and range over the seeds of every numeric column; a
+    column is aggregated only where every seed has it (a level not reached by one seed has no
+    mean time)."""
+    agg = {"runs": len(mine), "learned": method in LEARNED}
+    keys = dict.fromkeys(k for r in mine for k, v in r.items()
+                         if isinstance(v, int | float) and not isinstance(v, bool) and k != "seed")
+    for c in (*keys, *(k for r in mine for k, v in r.items() if v is None)):
+        vals = [r[c] for r in mine if r.get(c) is not None]
+        whole = bool(vals) and len(vals) == len(mine)
+        agg[c] = statistics.mean(vals) if whole else None
+        agg[f"{c}_ci95"] = t_halfwidth(vals) if whole else None
+        agg[f"{c}_range"] = (min(vals), max(vals)) if vals else None
+    return agg
+
+
+def t_halfwidth(values: list[float], level: float = 0.95) -> float | None:
+    """Half-width of the Student-t confidence interval of the mean of ``values`` (``None``
+    for fewer than 2)."""
+    n = len(values)
+    if n < 2:
+        return None
+    return float(scipy.stats.t.ppf(0.5 + level / 2, n - 1) * statistics.stdev(values) / math.sqrt(n))
+
+
+def _cross_levels(results: list[dict], rows: list[dict], lv: Levels, plan: Plan) -> dict:
+    """``{a: {b: mean wall seconds a needs to reach b's mean final captured share}}`` (``None``
+    where a seed of ``a`` never reaches it or ``b`` never became feasible)."""
+    final = {}
+    for m in dict.fromkeys(r["method"] for r in rows if r["method"] in LEARNED):
+        vals = [r.get("final_captured") for r in rows if r["method"] == m and not r["failed"]]
+        final[m] = statistics.mean(vals) if vals and None not in vals else None
+    out = {}
+    for a in final:
+        runs = [r for r in results if r["method"] == a and "failed" not in r]
+        out[a] = {}
+        for b, share in final.items():
+            times = [protocol.time_to(r["history"], lv, share, "wall", plan.fixed_penalty)
+                     for r in runs] if share is not None else [None]
+            out[a][b] = statistics.mean(times) if times and None not in times else None
+    return out
 
 
 def _write_json(path: Path, obj) -> None:
@@ -341,11 +440,16 @@ def _write_json(path: Path, obj) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
 
 
-def _write_outputs(out: Path, table: dict, results: list[dict], nc_val: dict) -> None:
+LEVEL_COLUMNS = tuple(f"{k}_to_{round(100 * x)}" for x in protocol.SHARES
+                      for k in ("time", "gradients", "day_steps"))
+SCORE_COLUMNS = ("final_captured", "auc_wall", *LEVEL_COLUMNS)
+"""Protocol columns of ``comparison.csv`` (:func:`gradmap_agents.protocol.score`)."""
 
 
-    fields = ["method", "seed", "failed", *COLUMNS, "train_seconds", "env_gradients",
-              "time_to_target_s", "env_gradients_to_target", "optimality_gap", *OPENDSS_COLUMNS]
+def _write_outputs(out: Path, table: dict, results: list[dict], lv: Levels) -> None:
+    fields = ["method", "seed", "failed", *COLUMNS, "train_seconds", "cpu_seconds",
+              "env_gradients", "day_steps", *SCORE_COLUMNS, "test_objective", "optimality_gap",
+              *OPENDSS_COLUMNS]
 
     def write_csv(tmp):
         with open(tmp, "w", newline="") as fh:
@@ -357,35 +461,79 @@ def _write_outputs(out: Path, table: dict, results: list[dict], nc_val: dict) ->
     atomic_write(out / "comparison.md", lambda tmp: Path(tmp).write_text(markdown(table)))
     _write_json(out / "comparison.json", table)
     cost_vs_violation(table["runs"], out / "cost_vs_violation.png")
-    learning_curves(results, nc_val, out)
+    learning_curves(results, table["no_control_val"], out)
+    captured_curves(results, lv, out, table.get("fixed_penalty", False))
+    pooled = {}
+    for r in results:
+        for k, v in r.get("test_per_day", {}).items():
+            pooled.setdefault(r["method"], {}).setdefault(k, []).extend(
+                math.nan if x is None else x for x in v)
+    if pooled:
+        box_plots({m: {k: np.asarray(v) for k, v in d.items()} for m, d in pooled.items()},
+                  out / "test_days_box.png")
+
+
+def _cell(agg: dict, c: str, fmt: str) -> str:
+    """Mean ± 95 % half-width over seeds (the range where the interval is undefined)."""
+    v, ci, rng = agg.get(c), agg.get(f"{c}_ci95"), agg.get(f"{c}_range")
+    if v is None:
+        if not (agg["learned"] and "_to_" in c):
+            return "–"
+        return "not reached" if rng is None else "not every seed"
+    text = format(v, fmt)
+    if ci is not None:
+        text += f" ± {format(ci, fmt)}"
+    elif agg["runs"] > 1 and rng and rng[0] != rng[1]:
+        text += f" ({format(rng[0], fmt)}–{format(rng[1], fmt)})"
+    return text
 
 
 def markdown(table: dict) -> str:
-    """The per-method table: mean over seeds, with the range where there are several."""
-    def cell(agg, c, fmt):
-        v, rng = agg[c], agg[f"{c}_range"]
-        if v is None:
-            return "not reached" if c == "time_to_target_s" and agg["learned"] else "–"
-        text = format(v, fmt)
-        if agg["runs"] > 1 and rng and rng[0] != rng[1]:
-            text += f" ({format(rng[0], fmt)}–{format(rng[1], fmt)})"
-        return text
-
-    head = ("| method | runs | test cost GBP/day | violation magnitude | violation frequency | "
-            "line overload frequency | seconds | time to target s |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
-    lines = [f"| {m} | {a['runs']} | {cell(a, 'cost', ',.0f')} | "
-             f"{cell(a, 'violation_magnitude', '.4g')} | {cell(a, 'violation_frequency', '.3g')} | "
-             f"{cell(a, 'line_overload_frequency', '.3g')} | {cell(a, 'train_seconds', '.0f')} | "
-             f"{cell(a, 'time_to_target_s', '.0f')} |" for m, a in table["methods"].items()]
-    best = table["best_feasible_val_cost"]
-    foot = (f"\nTarget: validation violation magnitude <= 10 % of no control's "
-            f"({0.1 * table['no_control_val']['violation_magnitude']:.4g}) and validation cost "
-            f"<= 1.02 x the best feasible validation cost of the comparison "
-            f"({'none' if best is None else format(best, ',.0f')}). Seconds: training wall time "
-            "of a learning method (validation excluded), optimisation time of the oracle, "
-            "evaluation time of rule and no control.\n")
-    return head + "\n".join(lines) + "\n" + foot + _opendss_markdown(table, cell)
+    """The comparison as Markdown: the levels, the per-method test metrics and protocol scores
+    (mean ± 95 % Student-t half-width over seeds) and the cross-level matrix."""
+    lv = table["levels"]
+    cl = lv["cost_levels"]
+    head = (f"Levels (scenario only, validation days): no control {lv['no_control_cost']:,.0f} "
+            f"GBP/day, certified copper-plate bound {lv['bound_cost']:,.0f} GBP/day; 25/50/75 % "
+            f"of the gap = {cl['0.25']:,.0f} / {cl['0.5']:,.0f} / {cl['0.75']:,.0f} GBP/day, "
+            f"feasible when the voltage violation <= {lv['voltage_max']:.4g} p.u. x node-steps "
+            f"and the line violation <= {lv['line_max']:.4g} per day"
+            + (" (fixed-penalty variant: captured share of cost + fixed multipliers x violation)"
+               if table.get("fixed_penalty") else "") + ". Budget "
+            + (f"{table['budget_minutes']:g} min" if table.get("budget_minutes") else "none")
+            + f", {table.get('threads')} torch threads. Mean ± 95 % Student-t half-width over "
+            "seeds.\n\n")
+    test = ("| method | runs | test cost GBP/day | voltage violation p.u. x node-steps/day | "
+            "line violation /day | voltage violation days | worst voltage p.u. | VUF max | "
+            "wall s | CPU s | day-steps |\n" + "| --- " * 11 + "|\n")
+    test += "\n".join(
+        f"| {m} | {a['runs']} | {_cell(a, 'cost', ',.0f')} | "
+        f"{_cell(a, 'voltage_violation_magnitude', '.4g')} | "
+        f"{_cell(a, 'line_violation_magnitude', '.4g')} | "
+        f"{_cell(a, 'voltage_violation_days', '.2f')} | {_cell(a, 'voltage_worst_pu', '.4f')} | "
+        f"{_cell(a, 'vuf_max', '.4f')} | {_cell(a, 'train_seconds', '.0f')} | "
+        f"{_cell(a, 'cpu_seconds', '.0f')} | {_cell(a, 'day_steps', ',.0f')} |"
+        for m, a in table["methods"].items())
+    learned = [(m, a) for m, a in table["methods"].items() if a["learned"]]
+    score = ("\n\nValidation scores of the learning methods (captured share of the gap, its "
+             "area over the budget, wall seconds to each level):\n\n| method | final captured "
+             "| AUC | s to 25 % | s to 50 % | s to 75 % | day-steps to 50 % |\n" + "| --- " * 7
+             + "|\n" + "\n".join(
+                 f"| {m} | {_cell(a, 'final_captured', '.3f')} | {_cell(a, 'auc_wall', '.3f')} | "
+                 f"{_cell(a, 'time_to_25', '.0f')} | {_cell(a, 'time_to_50', '.0f')} | "
+                 f"{_cell(a, 'time_to_75', '.0f')} | {_cell(a, 'day_steps_to_50', ',.0f')} |"
+                 for m, a in learned)) if learned else ""
+    cross = table.get("cross_levels") or {}
+    matrix = ""
+    if cross:
+        names = list(cross)
+        matrix = ("\n\nWall seconds each method (row) needs to reach every method's (column) "
+                  "mean final captured share (– : not reached by every seed):\n\n| | "
+                  + " | ".join(names) + " |\n" + "| --- " * (len(names) + 1) + "|\n"
+                  + "\n".join(f"| {a} | " + " | ".join(
+                      "–" if cross[a][b] is None else f"{cross[a][b]:.0f}" for b in names) + " |"
+                      for a in names))
+    return head + test + score + matrix + "\n" + _opendss_markdown(table, _cell)
 
 
 def _opendss_markdown(table: dict, cell) -> str:

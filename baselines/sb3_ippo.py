@@ -8,7 +8,15 @@ violation penalty per agent, the same for every agent; SB3's ``VecNormalize`` no
 observations and rewards, as its documentation recommends for PPO. Our own IPPO
 (:mod:`.ppo`) is the same algorithm family on the batched core; this run is there to show that
 it is not an artefact of our implementation. It reports the same history keys as the other
-learning methods (validation every ``eval_every`` rollouts, on the deterministic policy).
+learning methods (validation every ``eval_every`` rollouts, on the deterministic policy, with
+the budget counters of :func:`gradmap_agents.train.counters`).
+
+**Normalisation** (:func:`normalise_from_days`). ``VecNormalize``'s observation statistics
+start from the no-control rollouts of :func:`gradmap_agents.train.normalisation_days`, as the
+other learners' normalisation does (pooled over agents: one network acts for all). The policy
+keeps SB3's own initialisation (mean action 0): one network for every agent, whose observations
+do not name its device kind, cannot start each agent at its own no-control action (measured in
+``docs/baselines.md``).
 
 A trained policy is kept without pickle: the network's weights as safetensors and its
 architecture as JSON (:meth:`SB3Policy.save`, :meth:`SB3Policy.load`), never SB3's ``model.zip``
@@ -23,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,7 +40,9 @@ from safetensors.torch import load_file, save_file
 
 from gradmap_agents.checkpoint import atomic_write
 from gradmap_agents.evaluate import evaluate
+from gradmap_agents.train import counters, normalisation_days
 from gridedge_env.config import check_fields
+from gridedge_env.rollout import no_control
 from gridedge_env.wrappers.sb3 import sb3_vec_env
 
 POLICY_WEIGHTS = "policy.safetensors"
@@ -51,11 +62,14 @@ class SB3Config:
     days_per_rollout: int = 32
     """Day copies stepped together (``n_steps`` = one day each)."""
     iterations: int = 100
-    """PPO rollouts and updates."""
+    """PPO rollouts and updates (a cap: a wall-time budget, ``should_stop``, may end the run
+    first; SB3's learning rate and clip range are constant, so nothing else depends on it)."""
     epochs: int = 5
     minibatches: int = 4
     lr: float = 1e-3
     gamma: float = 0.99
+    """Discount per half-hour step: 0.99 or 1.0 (SB3 ends the day's episode at its last
+    step: no bootstrap past it)."""
     gae_lambda: float = 0.95
     clip: float = 0.2
     voltage_weight_gbp_per_pu: float = 1e4
@@ -182,10 +196,35 @@ class ObsNorm:
                        self.clip_obs)
 
 
+class SB3Run(NamedTuple):
+    """What :func:`train_sb3` returns: the policy, the validation history and the budget
+    counters (``train_seconds`` wall and ``cpu_seconds`` process CPU of training, validation
+    excluded; ``day_steps`` simulated; SB3 differentiates no environment)."""
+
+    policy: SB3Policy
+    history: list
+    train_seconds: float
+    cpu_seconds: float
+    day_steps: int
+    iterations: int
+    env_gradients: int = 0
+
+
+def normalise_from_days(env, vecnorm, seed: int) -> None:
+    """Start ``vecnorm``'s observation statistics where the other learners' normalisation comes
+    from: the no-control rollouts of ``normalisation_days(env, seed)``, pooled over agents (one
+    network acts for all); ``VecNormalize`` then updates them from the rollouts as usual."""
+    _, roll = evaluate(env, no_control(env), normalisation_days(env, seed))
+    x = roll.obs.reshape(-1, env.obs_dim).double().cpu().numpy()  # (S N, F), every agent
+    vecnorm.obs_rms.mean, vecnorm.obs_rms.var = x.mean(0), x.var(0)
+    vecnorm.obs_rms.count = float(len(x))
+
+
 def train_sb3(env, env_id: str, cfg: SB3Config, *, progress_fn: Callable[[dict], None] | None = None,
-              should_stop: Callable[[float], bool] | None = None):
-    """Train; returns ``(policy, history, train_seconds, env_steps)`` (``env_steps``: day-steps,
-    as MAPPO/IPPO count them). ``should_stop(train_seconds)`` ends the run after a rollout."""
+              should_stop: Callable[[float], bool] | None = None) -> SB3Run:
+    """Train (normalisation from :func:`normalise_from_days`); ``should_stop(train_seconds)`` ends the run
+    after a rollout. Every record carries the budget counters (``train/day_steps``, also as
+    ``train/env_steps``: day-steps, as MAPPO/IPPO count them)."""
     from stable_baselines3 import PPO  # optional (gridedge[rl])
     from stable_baselines3.common.callbacks import BaseCallback  # optional (gridedge[rl])
     from stable_baselines3.common.vec_env import VecNormalize  # optional (gridedge[rl])
@@ -200,9 +239,10 @@ def train_sb3(env, env_id: str, cfg: SB3Config, *, progress_fn: Callable[[dict],
                 n_epochs=cfg.epochs, learning_rate=cfg.lr, gamma=cfg.gamma,
                 gae_lambda=cfg.gae_lambda, clip_range=cfg.clip, seed=cfg.seed, device="cpu",
                 verbose=0)
+    normalise_from_days(env, vec, cfg.seed)
     policy = SB3Policy(model.policy, vec, policy_spec(model.policy, cfg))
     history: list = []
-    clock = {"train": 0.0, "since": time.perf_counter(), "rollouts": 0}
+    clock = _Clock()
 
     class Hook(BaseCallback):
         """Validation every ``eval_every`` rollouts (its time excluded from the training
@@ -214,13 +254,10 @@ def train_sb3(env, env_id: str, cfg: SB3Config, *, progress_fn: Callable[[dict],
             return not self.stop
 
         def _on_rollout_end(self) -> None:
-            clock["train"] += time.perf_counter() - clock["since"]
-            clock["rollouts"] += 1
-            k = clock["rollouts"]
-            rec = {"iteration": k, "train/env_gradients": 0,
-                   "train/env_steps": self.model.num_timesteps // n,
-                   "train/wall_seconds": clock["train"]}
-            if k % cfg.eval_every == 0 or k == cfg.iterations:
+            clock.pause(self.model.num_timesteps // n)
+            rec = {"iteration": clock.iteration, **counters(clock),
+                   "train/env_steps": clock.day_steps}
+            if clock.iteration % cfg.eval_every == 0 or clock.iteration == cfg.iterations:
                 vec.training = False
                 val, _ = evaluate(env, policy, env.scenario.split.validation)
                 vec.training = True
@@ -228,9 +265,32 @@ def train_sb3(env, env_id: str, cfg: SB3Config, *, progress_fn: Callable[[dict],
                 history.append(rec)
             if progress_fn is not None:
                 progress_fn(rec)
-            self.stop = should_stop is not None and should_stop(clock["train"])
-            clock["since"] = time.perf_counter()
+            self.stop = should_stop is not None and should_stop(clock.train_seconds)
+            clock.resume()
 
+    clock.resume()
     model.learn(total_timesteps=cfg.iterations * batch, callback=Hook())
     vec.training = False
-    return policy, history, clock["train"], model.num_timesteps // n
+    return SB3Run(policy, history, clock.train_seconds, clock.cpu_seconds,
+                  model.num_timesteps // n, clock.iteration)
+
+
+class _Clock:
+    """SB3's budget counters (the attributes :func:`gradmap_agents.train.counters` reads):
+    wall and CPU seconds between :meth:`resume` and :meth:`pause`, rollouts, day-steps."""
+
+    env_gradients = 0
+
+    def __init__(self):
+        self.train_seconds = self.cpu_seconds = 0.0
+        self.iteration = self.day_steps = 0
+        self._since = (0.0, 0.0)
+
+    def resume(self) -> None:
+        self._since = (time.perf_counter(), time.process_time())
+
+    def pause(self, day_steps: int) -> None:
+        self.train_seconds += time.perf_counter() - self._since[0]
+        self.cpu_seconds += time.process_time() - self._since[1]
+        self.iteration += 1
+        self.day_steps = day_steps

@@ -2,9 +2,10 @@
 comparisons of one feeder at different agent counts (``docs/results.md``, scaling).
 
 Reads each comparison directory's ``comparison.json`` and writes one figure with three panels
-against the number of agents (log scale): training wall time to the target (methods that did
-not reach it within the budget drawn as open markers at the budget), test cost, and test
-violation magnitude; and the same numbers as JSON (one entry per agent count and method).
+against the number of agents (log scale): training wall time to the scenario's 50 % quality
+level (:mod:`gradmap_agents.protocol`; methods that did not reach it with every seed within the
+budget drawn as open markers at the budget), test cost, and test voltage violation magnitude;
+and the same numbers as JSON (one entry per agent count and method).
 The command is ``gradmap-scaling`` (:func:`baselines.cli.scaling_main`).
 """
 
@@ -18,8 +19,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-KEYS = ("time_to_target_s", "train_seconds", "cost", "violation_magnitude",
-        "violation_frequency", "opendss_cost", "opendss_violation_magnitude")
+KEYS = ("time_to_50", "time_to_50_ci95", "train_seconds", "cost", "cost_ci95",
+        "voltage_violation_magnitude", "line_violation_magnitude", "violation_frequency",
+        "opendss_cost", "opendss_violation_magnitude")
 
 
 def scaling_table(dirs: list[Path]) -> dict:
@@ -59,21 +61,23 @@ def scaling_plot(table: dict, path: Path) -> None:
         x = [n for n, _, _ in mine]
         style = dict(color=f"C{i}", marker="o", label=m)
         if mine[0][1]["learned"]:
-            hit = [(n, a["time_to_target_s"]) for n, a, _ in mine if a["time_to_target_s"]]
+            hit = [(n, a["time_to_50"]) for n, a, _ in mine if a["time_to_50"]]
             # open markers at the budget, nudged apart so that several methods stay visible
             nudge = 1 + 0.04 * (sum(1 for mm in methods[:i] if _learned(pts, mm)) - 1)
             miss = [(n * nudge, 60 * b) for n, a, b in mine
-                    if a["time_to_target_s"] is None and b]
+                    if a["time_to_50"] is None and b]
             if hit:
                 axes[0].plot([n for n, _ in hit], [t for _, t in hit], **style)
             if miss:
                 axes[0].scatter([n for n, _ in miss], [t for _, t in miss], facecolors="none",
                                 edgecolors=f"C{i}", s=60, label=f"{m}: not reached (at budget)")
         axes[1].plot(x, [a["cost"] for _, a, _ in mine], **style)
-        axes[2].plot(x, [max(a["violation_magnitude"], 1e-6) for _, a, _ in mine], **style)
-    axes[0].set(ylabel="training wall time to target (s)", title="time to target")
+        axes[2].plot(x, [max(a["voltage_violation_magnitude"] or 0.0, 1e-6) for _, a, _ in mine],
+                     **style)
+    axes[0].set(ylabel="training wall time to the 50 % level (s)", title="time to the 50 % level")
     axes[1].set(ylabel="test cost (GBP/day)", title="test cost")
-    axes[2].set(ylabel="test violation magnitude / day (log; 1e-6 = none)", yscale="log",
+    axes[2].set(ylabel="test voltage violation, p.u. x node-steps / day (log; 1e-6 = none)",
+                yscale="log",
                 title="test violations")
     fig.suptitle(f"{pts[0]['env']} scenario, agent count varied", fontsize=10)
     for ax in axes:

@@ -149,7 +149,8 @@ def save(path: Path, s: TrainState, cfg: TrainConfig) -> None:
     tensors["rng.day"] = s.day_generator.get_state()
     tensors["rng.minibatch"] = s.minibatch_generator.get_state()
     meta = {"format": FORMAT, "iteration": s.iteration, "env_gradients": s.env_gradients,
-            "train_seconds": s.train_seconds, "history": s.history,
+            "train_seconds": s.train_seconds, "cpu_seconds": s.cpu_seconds,
+            "day_steps": s.day_steps, "history": s.history,
             "no_control_val": s.no_control_val, "optim_groups": opt["param_groups"],
             "config": cfg.as_dict(), "fingerprint": cfg.fingerprint()}
     cpu = {k: v.cpu() for k, v in tensors.items()}
@@ -241,4 +242,7 @@ def load(path: Path, env, cfg: TrainConfig) -> TrainState:
     return TrainState(policy=policy, optimizer=optimizer, duals=duals, day_generator=day_gen,
                       minibatch_generator=mb_gen, iteration=meta["iteration"],
                       env_gradients=meta["env_gradients"], train_seconds=meta["train_seconds"],
+                      # checkpoints written before CPU seconds and day-steps were counted
+                      cpu_seconds=float(meta.get("cpu_seconds", 0.0)),
+                      day_steps=int(meta.get("day_steps", 0)),
                       history=meta["history"], no_control_val=meta["no_control_val"])

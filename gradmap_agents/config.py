@@ -21,7 +21,7 @@ import yaml
 from gridedge_env.config import ConfigError, check_fields, from_dict, load_yaml, merge
 from gridedge_env.registry import registry
 
-from .dual import GRANULARITIES
+from .dual import GRANULARITIES, SCHEMES
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,16 @@ class DualConfig:
     """Line margin: train against ``line_loading_max - line_margin``."""
     fixed: bool = False
     """Keep the initial multipliers (the fixed-penalty variant): no dual ascent."""
+    scheme: Literal["rising", "signed"] = "rising"
+    """``"rising"``: multipliers weigh the exceedances and can only grow; ``"signed"``: they
+    weigh the signed constraint functions and fall where a limit holds with slack
+    (:mod:`gradmap_agents.dual`)."""
 
     def __post_init__(self):
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"dual.granularity must be one of {GRANULARITIES}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"dual.scheme must be one of {SCHEMES}, got {self.scheme!r}")
         for k in ("init_voltage_gbp_per_pu", "init_line_gbp", "lr_voltage", "lr_line", "margin_pu",
                   "line_margin"):
             if getattr(self, k) < 0:
@@ -108,7 +114,7 @@ class AlgoConfig:
     surrogate: Literal["clipped", "proximal"] = "clipped"
     """GradMAP: the clipped, pessimistic surrogate (default) or the plain proximal one."""
     grad_scale: Literal["rms", "none"] = "rms"
-    """GradMAP: divide the action gradient by its root mean square (``eta`` in action units)."""
+    """GradMAP and GradMA: divide the action gradient by its root mean square (``eta`` in action units)."""
 
     def __post_init__(self):
         if self.method not in ("gradmap", "gradma"):

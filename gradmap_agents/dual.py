@@ -13,6 +13,15 @@ After each environment gradient (``gradmap-notes`` section 6), with ``G`` the me
 days of the terms each multiplier weighs, summed over the members of its group,
 
     mu <- clip(mu + rho * G, 0, mu_max).
+
+**Schemes** (``DualConfig.scheme``). ``"rising"``: the terms are the exceedances
+``relu(v - v_max)`` etc., ``G >= 0``, so a multiplier never falls: an increasing penalty
+schedule. ``"signed"``: the terms are the constraint functions themselves, ``v - v_max``,
+``v_min - v`` and ``loading - line_max`` per (day, step, node- or line-phase), negative where
+the limit holds with slack; the Lagrangian weighs them signed and the projected ascent lowers a
+multiplier whose constraint holds on average over the batch (proper primal-dual ascent on
+``max_mu min_theta L``). Both use the same initial multipliers and steps; the comparison and the
+decision are in ``docs/gradmap.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import torch
 from gridedge_env.costs import Constraints, constraints
 
 GRANULARITIES = ("node_time", "node", "time", "global")
+SCHEMES = ("rising", "signed")
 
 
 class Duals(NamedTuple):
@@ -55,14 +65,18 @@ def init_duals(env, granularity: str, voltage_gbp_per_pu: float, line_gbp: float
 
 
 def tightened(env, v_pu: torch.Tensor, line_loading: torch.Tensor, margin_pu: float = 0.0,
-              line_margin: float = 0.0) -> Constraints:
+              line_margin: float = 0.0, scheme: str = "rising") -> Constraints:
     """Constraint terms ``(B, T, n|r)`` against the scenario's limits tightened by margins:
     ``[v_min + m, v_max - m]`` and ``line_loading_max - m_line``. A margin keeps the trained
     policies off the limits, so that days not trained on stay inside them (**Decision**,
-    ``docs/gradmap.md``); evaluation always uses the limits themselves."""
+    ``docs/gradmap.md``); evaluation always uses the limits themselves. ``scheme``: exceedances
+    (``"rising"``) or signed constraint functions (``"signed"``), module docstring."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"dual scheme must be one of {SCHEMES}, got {scheme!r}")
     lim = env.scenario.config.limits
     return constraints(v_pu, line_loading, lim.v_min_pu + margin_pu, lim.v_max_pu - margin_pu,
-                       lim.line_loading_max - line_margin, env.node_mask)
+                       lim.line_loading_max - line_margin, env.node_mask,
+                       signed=scheme == "signed")
 
 
 def penalty(duals: Duals, cons) -> torch.Tensor:

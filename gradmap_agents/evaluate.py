@@ -35,7 +35,13 @@ def metrics(env, roll: DayRollout) -> dict[str, float]:
     """The evaluation metrics of a rollout (keys without a prefix), from converged power flows
     only: per-day means over the days whose every power flow converged, frequencies and
     extremes over the converged day-steps (module docstring); ``nonconverged`` counts the
-    day-steps left out and ``nonconverged_share`` is their share."""
+    day-steps left out and ``nonconverged_share`` is their share.
+
+    Power-flow conditioning, over the converged day-steps (``docs/powerflow.md``,
+    conditioning): ``pf_iterations_mean`` / ``pf_iterations_max``, the power flow's iterations
+    (``DayRollout.pf_iterations``), and ``pf_contraction_mean`` / ``pf_contraction_max``, its
+    observed contraction rate (``DayRollout.pf_contraction``, 1; day-steps without a rate, NaN,
+    left out)."""
     cons = roll.constraints
     node = env.node_mask.bool()
     rated = torch.as_tensor(env.powerflow._inv_amps > 0)
@@ -47,6 +53,9 @@ def metrics(env, roll: DayRollout) -> dict[str, float]:
     outside = ((cons.v_over_pu > 0) | (cons.v_under_pu > 0))[..., node][conv]
     over = (cons.line_over > 0)[..., rated][conv]
     loading = roll.line_loading[conv]
+    pf_iters = roll.pf_iterations[conv].double()
+    pf_rate = roll.pf_contraction[conv].double()
+    pf_rate = pf_rate[torch.isfinite(pf_rate)]
 
     def mean(x):
         return float(x.double().mean()) if x.numel() else float("nan")
@@ -70,6 +79,10 @@ def metrics(env, roll: DayRollout) -> dict[str, float]:
         "nonconverged": int((~conv).sum()),
         "nonconverged_share": float((~conv).double().mean()) if conv.numel() else 0.0,
         "clipped_actions": int(roll.clipped_actions.sum()),
+        "pf_iterations_mean": mean(pf_iters),
+        "pf_iterations_max": extreme(pf_iters, torch.max),
+        "pf_contraction_mean": mean(pf_rate),
+        "pf_contraction_max": extreme(pf_rate, torch.max),
     }
     out.update({f"cost_{k}": mean(c[day_ok]) for k, c in roll.cost_parts.items()})
     out.update(_own_units(cons, node, day_ok, conv))
@@ -101,34 +114,35 @@ def _own_units(cons, node, day_ok, conv) -> dict[str, float]:
 @torch.no_grad()
 def evaluate(env, policy, days, chunk: int = 64) -> tuple[dict[str, float], DayRollout | None]:
     """Metrics of ``policy`` (a rollout policy, e.g. a ``StackedPolicy`` or :func:`no_control`)
-    over ``days``, in chunks of ``chunk`` days; also returns the first chunk's rollout."""
+    over ``days``, in chunks of ``chunk`` days; also returns the whole rollout (the chunks
+    concatenated)."""
     days = torch.as_tensor(days, dtype=torch.long)
     rolls = [rollout(env, c, policy) for c in days.split(chunk)]
     roll = rolls[0] if len(rolls) == 1 else concat(rolls)
     return metrics(env, roll), roll
 
 
-def target_reached(val: dict, no_control_val: dict, best_feasible_cost: float,
-                   magnitude_share: float = 0.1, cost_slack: float = 1.02) -> bool:
-    """The target (``docs/gradmap.md``): validation violation magnitude at most 10 % of no
-    control's and validation cost within 2 % of the best feasible validation cost in the run."""
-    return (val["violation_magnitude"] <= magnitude_share * no_control_val["violation_magnitude"]
-            and val["cost"] <= cost_slack * best_feasible_cost)
-
-
-def time_to_target(history: list[dict], no_control_val: dict, best_feasible_cost: float | None = None,
-                   prefix: str = "val/") -> tuple[float | None, int | None]:
-    """``(train seconds, environment gradients)`` at the first validation point of ``history``
-    meeting the target, ``(None, None)`` when none does. ``best_feasible_cost``: the best cost
-    any method in the comparison reached within the violation bound (default: this run's)."""
-    bound = 0.1 * no_control_val["violation_magnitude"]
-    feasible = [h[f"{prefix}cost"] for h in history if h[f"{prefix}violation_magnitude"] <= bound]
-    if best_feasible_cost is None:
-        if not feasible:
-            return None, None
-        best_feasible_cost = min(feasible)
-    for h in history:
-        val = {"cost": h[f"{prefix}cost"], "violation_magnitude": h[f"{prefix}violation_magnitude"]}
-        if target_reached(val, no_control_val, best_feasible_cost):
-            return h["train/wall_seconds"], h["train/env_gradients"]
-    return None, None
+def per_day(env, roll: DayRollout) -> dict:
+    """Per-day values ``(D,)`` (float64 numpy arrays, one entry per day of ``roll``, in its
+    order) of the metrics whose :func:`metrics` value is a mean over days, with the same
+    definitions (module docstring): ``cost`` (GBP/day), ``voltage_violation_magnitude`` (p.u. x
+    node-steps), ``line_violation_magnitude`` (overload x line-phase-steps), ``voltage_worst_pu``
+    (the day's largest voltage exceedance, p.u.) and ``line_worst_overload`` (the day's largest
+    ``|I|/rating - 1``). A day with any non-converged power flow is NaN in every array, so
+    ``np.nanmean`` of each equals :func:`metrics`' value (tested). For box plots over test days
+    (``baselines.compare_plots.box_plots``)."""
+    cons = roll.constraints
+    node = env.node_mask.bool()
+    day_ok = roll.converged.bool().all(1)  # (D,)
+    v_exc = torch.maximum(cons.v_over_pu, cons.v_under_pu)[..., node].flatten(1)  # (D, T n)
+    line = cons.line_over.flatten(1)  # (D, T r)
+    values = {
+        "cost": roll.cost,
+        "voltage_violation_magnitude": (cons.v_over_pu + cons.v_under_pu).sum((1, 2)),
+        "line_violation_magnitude": cons.line_over.sum((1, 2)),
+        "voltage_worst_pu": v_exc.amax(1) if v_exc.shape[1] else v_exc.new_zeros(len(v_exc)),
+        "line_worst_overload": line.amax(1) if line.shape[1] else line.new_zeros(len(line)),
+    }
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    return {k: torch.where(day_ok.cpu(), x.detach().double().cpu(), nan).numpy()
+            for k, x in values.items()}

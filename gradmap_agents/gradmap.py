@@ -57,14 +57,16 @@ def lagrangian(roll: DayRollout, duals: Duals, cons: Constraints | None = None) 
 
 
 def environment_gradient(env, policy, days, duals: Duals, *, param_grad: bool = False,
-                         margins: tuple[float, float] = (0.0, 0.0)) -> EnvGradient:
+                         margins: tuple[float, float] = (0.0, 0.0),
+                         scheme: str = "rising") -> EnvGradient:
     """One rollout and one backward. ``param_grad``: also accumulate ``dL/dtheta`` into the
     policy's ``.grad`` (GradMA) in the same backward pass. ``margins``: voltage (p.u.) and line
-    margins that tighten the constraints (:func:`.dual.tightened`)."""
+    margins that tighten the constraints, ``scheme``: exceedances or signed constraint
+    functions (:func:`.dual.tightened`)."""
     # bound without parameter gradients unless they are wanted: the backward then skips them
     bound = policy.bind(grad=param_grad) if hasattr(policy, "bind") else policy
     roll = rollout(env, days, bound, perturb=True)
-    cons = tightened(env, roll.v_pu, roll.line_loading, *margins)
+    cons = tightened(env, roll.v_pu, roll.line_loading, *margins, scheme=scheme)
     loss = lagrangian(roll, duals, cons)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"Lagrangian is {float(loss.detach())} (diverged)")
@@ -89,27 +91,40 @@ def surrogate(policy, x, a0, g, eta: float, eps: float, form: str = "clipped") -
     return linear.sum() + (d * d).sum() / (2 * eta)
 
 
-def gradma_update(env, policy, optimizer, days, duals: Duals, *,
-                  margins: tuple[float, float] = (0.0, 0.0)) -> EnvGradient:
-    """GradMA: one optimiser step on ``dL/dtheta`` from one environment gradient."""
+def gradma_update(env, policy, optimizer, days, duals: Duals, *, grad_scale: str = "none",
+                  margins: tuple[float, float] = (0.0, 0.0), scheme: str = "rising") -> EnvGradient:
+    """GradMA: one optimiser step on ``dL/dtheta`` from one environment gradient; with
+    ``grad_scale="rms"`` the step's gradient is divided by ``rms(G)``, as GradMAP's ``G`` is
+    (``dL/dtheta`` is linear in ``G``, so this is ``G / rms(G)`` pushed through the policies)."""
     optimizer.zero_grad(set_to_none=True)
-    eg = environment_gradient(env, policy, days, duals, param_grad=True, margins=margins)
+    eg = environment_gradient(env, policy, days, duals, param_grad=True, margins=margins,
+                              scheme=scheme)
+    scale = _rms_scale(eg.g, grad_scale)
+    if scale != 1.0:
+        for p in policy.parameters():
+            p.grad.mul_(scale)
     optimizer.step()
     return eg
+
+
+def _rms_scale(g: torch.Tensor, grad_scale: str) -> float:
+    """``1 / rms(g)`` for ``"rms"``, ``1`` for ``"none"``."""
+    if grad_scale == "rms":
+        return 1.0 / float(g.pow(2).mean().sqrt().clamp_min(1e-30))
+    if grad_scale != "none":
+        raise ValueError(f"grad_scale must be 'rms' or 'none', got {grad_scale!r}")
+    return 1.0
 
 
 def gradmap_update(env, policy, optimizer, days, duals: Duals, *, epochs: int, minibatches: int,
                    eta: float, eps: float, form: str = "clipped", grad_scale: str = "rms",
                    generator: torch.Generator | None = None,
-                   margins: tuple[float, float] = (0.0, 0.0)) -> EnvGradient:
+                   margins: tuple[float, float] = (0.0, 0.0), scheme: str = "rising") -> EnvGradient:
     """GradMAP: one environment gradient, then ``epochs x minibatches`` steps on eq. (2)."""
-    eg = environment_gradient(env, policy, days, duals, margins=margins)
+    eg = environment_gradient(env, policy, days, duals, margins=margins, scheme=scheme)
     xs = policy.sample_major(eg.obs)  # (S, F, N), S = B T samples: cast once for K epochs
     a0, g = (v.flatten(0, 1).to(xs.dtype) for v in (eg.a0, eg.g))  # (S, N)
-    if grad_scale == "rms":
-        g = g / g.pow(2).mean().sqrt().clamp_min(1e-30)
-    elif grad_scale != "none":
-        raise ValueError(f"grad_scale must be 'rms' or 'none', got {grad_scale!r}")
+    g = g * _rms_scale(g, grad_scale)
     for _ in range(epochs):
         order = torch.randperm(xs.shape[0], generator=generator).to(xs.device)
         for idx in order.chunk(minibatches):

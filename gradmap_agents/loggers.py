@@ -15,6 +15,7 @@ in the run directory are dropped, so a restart never appends ``1 2 3`` to ``1 2 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import sys
@@ -78,6 +79,14 @@ class CsvLog:
         atomic_write(self.path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
 
 
+def run_id(run_dir: Path, cfg) -> str:
+    """The W&B run id of a run directory: its name, a digest of its absolute path (two
+    comparisons or sweep trials with the same config and folder name stay apart) and the
+    config's fingerprint, at most 64 characters."""
+    where = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:10]
+    return f"{Path(run_dir).resolve().name}-{where}-{cfg.fingerprint()}"[:64]
+
+
 class RunLogger:
     """CSV files in the run directory and, with ``logger="wandb"``, a W&B run."""
 
@@ -100,7 +109,7 @@ class RunLogger:
             kwargs = dict(project=cfg.logging.project, group=cfg.logging.group or cfg.env,
                           tags=list(cfg.logging.tags), name=name, config=cfg.as_dict(),
                           dir=str(run_dir), resume="allow",
-                          id=f"{Path(run_dir).resolve().name}-{cfg.fingerprint()}"[:64])
+                          id=run_id(run_dir, cfg))
             mode = wandb_mode()
             if mode != "online":
                 self.wandb = wandb.init(mode=mode, **kwargs)

@@ -14,6 +14,21 @@ have different hidden sizes: each run of consecutive kinds with equal sizes is o
 one group. The observation normalisation (``mean_i``, ``std_i``, per agent and feature) is fixed
 from training data and saved with the weights (:func:`observation_stats`).
 
+**Initial policy** (:meth:`StackedPolicy.fit_output`, shared by every learner: GradMAP, GradMA
+and the PPO actors). A fresh policy acts as no control does (batteries idle, generators off, heat
+pumps on their thermostat) instead of at ``a = 0`` (generators at half output): each agent's
+output layer (weights and bias; the hidden layers keep their random initialisation) is the ridge
+least-squares fit, over no-control samples ``(o, a)``, of the pre-``tanh`` target
+``atanh(clip(a, -0.95, 0.95))`` on the agent's last hidden features ``h(o)``,
+
+    min_{w, b} mean_s (w . h(o_s) + b - z_s)^2 + 0.01 |w|^2,   z = atanh(clip(a, -0.95, 0.95)).
+
+The output is ``tanh``, so ``-1`` (a generator off) is out of reach: :data:`INITIAL_ACTION_BOUND`
+trades what the residual output costs against the output's slope ``1 - a^2``; the ridge weight
+(:data:`OUTPUT_RIDGE`) keeps the fitted weights small. A constant bias (each agent's mean
+no-control action) would not do: a heat pump held at its yearly mean setting underheats in winter
+(measured, ``docs/gradmap.md``).
+
 Shapes: observations ``(..., N, F)`` (any leading batch shape, any memory layout), actions
 ``(..., N)`` in ``(-1, 1)``. The policies compute in their own dtype (float32 by default,
 **Decision**, ``docs/gradmap.md``: their work is memory-bound on a CPU and float32 halves it)
@@ -30,6 +45,35 @@ import torch
 from .fused_mlp import fused_maps, stacked_mlp
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+INITIAL_ACTION_BOUND = 0.95
+"""Initial actions are fitted to the no-control actions clipped to ``[-0.95, 0.95]`` (module
+docstring): ``tanh``'s slope there is ``1 - 0.95^2 = 0.0975``, a tenth of its slope at 0."""
+OUTPUT_RIDGE = 0.01
+"""Ridge weight on the output weights (not the bias) of the initial fit, per sample."""
+
+
+def pre_activation(actions: torch.Tensor, bound: float = INITIAL_ACTION_BOUND) -> torch.Tensor:
+    """The pre-``tanh`` targets ``atanh(clip(a, -bound, bound))`` of actions ``a`` (any shape,
+    in ``[-1, 1]``), ``0 < bound < 1``."""
+    if not 0 < bound < 1:
+        raise ValueError(f"initial action bound must be in (0, 1), got {bound}")
+    if not bool(torch.isfinite(actions).all()) or bool((actions.abs() > 1).any()):
+        raise ValueError("initial actions must be finite and in [-1, 1]")
+    return torch.atanh(actions.clamp(-bound, bound))
+
+
+def ridge_fit(h: torch.Tensor, z: torch.Tensor, ridge: float = OUTPUT_RIDGE):
+    """Per row ``k`` of a batch: ``w`` ``(k, H, 1)`` and ``b`` ``(k, 1, 1)`` minimising
+    ``mean_s (h_s . w + b - z_s)^2 + ridge |w|^2`` for features ``h`` ``(k, S, H)`` and targets
+    ``z`` ``(k, S)`` (centred, so the bias is not penalised; solved in float64). Features that
+    never vary get weight 0."""
+    h, z = h.double(), z.double()[..., None]
+    h_mean, z_mean = h.mean(1, keepdim=True), z.mean(1, keepdim=True)
+    hc, zc = h - h_mean, z - z_mean
+    gram = hc.transpose(1, 2) @ hc / h.shape[1]
+    eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
+    w = torch.linalg.solve(gram + ridge * eye, hc.transpose(1, 2) @ zc / h.shape[1])
+    return w, z_mean - h_mean @ w
 
 
 class StackedMLP(torch.nn.Module):
@@ -69,6 +113,24 @@ class StackedMLP(torch.nn.Module):
 
     def layers(self):
         return [(getattr(self, f"w{l}"), getattr(self, f"b{l}")) for l in range(self.n_layers)]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The output layer's input ``(n, S, H)`` for raw agent-major observations ``(n, S,
+        in_dim)``: the normalised observations through the hidden layers (the plain formula,
+        not the fused kernel; for fitting the output layer, :meth:`StackedPolicy.fit_output`)."""
+        h = (x.to(self.obs_mean) - self.obs_mean[:, None]) / self.obs_std[:, None]
+        for w, b in self.layers()[:-1]:
+            h = ACTIVATIONS[self.activation](torch.baddbmm(b, h, w))
+        return h
+
+    @torch.no_grad()
+    def fit_output(self, x: torch.Tensor, z: torch.Tensor, ridge: float = OUTPUT_RIDGE) -> None:
+        """Set the output layer (``out_dim = 1``) to the :func:`ridge_fit` of pre-activation
+        targets ``z`` ``(n, S)`` on the :meth:`features` of observations ``x`` ``(n, S, in_dim)``."""
+        w, b = ridge_fit(self.features(x), z, ridge)
+        w_out, b_out = self.layers()[-1]
+        w_out.copy_(w.to(w_out))
+        b_out.copy_(b.to(b_out))
 
     def agent_major(self, obs: torch.Tensor) -> torch.Tensor:
         """``(..., n, in_dim)`` observations as one contiguous ``(n, S, in_dim)`` block: a
@@ -180,6 +242,21 @@ class StackedPolicy(torch.nn.Module):
         for sl, net in zip(self.slices, self.nets, strict=True):
             net.obs_mean.copy_(mean[sl])
             net.obs_std.copy_(std[sl])
+
+    def fit_output(self, obs: torch.Tensor, actions: torch.Tensor,
+                   bound: float = INITIAL_ACTION_BOUND, ridge: float = OUTPUT_RIDGE) -> None:
+        """Start every agent at the actions it is shown (the initial policy, module docstring):
+        each agent's output layer becomes the ridge fit of ``atanh(clip(actions, +-bound))`` on
+        its last hidden features, over samples ``obs`` ``(..., N, F)`` and ``actions``
+        ``(..., N)`` (no-control rollouts; the normalisation set first)."""
+        if obs.shape[-2:] != (self.n_agents, self.obs_dim) or actions.shape != obs.shape[:-1]:
+            raise ValueError(f"fit_output: observations (..., {self.n_agents}, {self.obs_dim}) "
+                             f"and actions (..., {self.n_agents}) expected, got "
+                             f"{tuple(obs.shape)} and {tuple(actions.shape)}")
+        x = self.agent_major(obs)  # (N, S, F), the policy's dtype
+        z = pre_activation(actions.detach(), bound).reshape(-1, self.n_agents).T  # (N, S)
+        for sl, net in zip(self.slices, self.nets, strict=True):
+            net.fit_output(x[sl], z[sl], ridge)
 
     def agent(self, i: int) -> dict[str, torch.Tensor]:
         """Agent ``i``'s own parameters and normalisation (``w0, b0, ..., obs_mean, obs_std``),

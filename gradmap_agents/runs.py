@@ -22,10 +22,10 @@ import yaml
 from gridedge_env.registry import env_params
 from gridedge_env.rollout import no_control
 
-from . import checkpoint, plots
+from . import checkpoint, plots, protocol
 from .checkpoint import atomic_write
 from .config import TrainConfig
-from .evaluate import evaluate, time_to_target
+from .evaluate import evaluate, per_day
 from .loggers import RunLogger
 from .opendss_check import opendss_check
 from .train import TrainState, train
@@ -117,7 +117,7 @@ def evaluate_run(run_dir: Path, env, cfg: TrainConfig, s: TrainState, *,
     test = env.scenario.split.test
     m, roll = evaluate(env, s.policy, test)
     m_nc, roll_nc = evaluate(env, no_control(env), test)
-    t_target, g_target = time_to_target(s.history, s.no_control_val)
+    lv = protocol.levels(env)
     report = {"env": cfg.env, "method": cfg.algo.method, "seed": cfg.seed,
               "n_test_days": len(test), "n_agents": env.n_agents,
               **{f"test/{k}": v for k, v in m.items()},
@@ -125,8 +125,11 @@ def evaluate_run(run_dir: Path, env, cfg: TrainConfig, s: TrainState, *,
               **{f"test/{k}_cut": 1 - m[k] / m_nc[k] if m_nc[k] else None
                  for k in ("violation_magnitude", "violation_frequency")},
               "train/wall_seconds": s.train_seconds, "train/env_gradients": s.env_gradients,
-              "train/iterations": s.iteration, "train/time_to_target_s": t_target,
-              "train/env_gradients_to_target": g_target,
+              "train/cpu_seconds": s.cpu_seconds, "train/day_steps": s.day_steps,
+              "train/iterations": s.iteration, "levels": lv.as_dict(),
+              **{f"train/{k}": v for k, v in protocol.score(s.history, lv, None).items()},
+              "test_per_day": {k: [None if x != x else x for x in v.tolist()]  # NaN: None
+                               for k, v in per_day(env, roll).items()},
               **({k: v for k, v in s.history[-1].items() if k.startswith("val/")}
                  if s.history else {})}
     if opendss:

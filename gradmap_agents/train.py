@@ -33,6 +33,12 @@ from .evaluate import evaluate, metrics
 from .gradmap import gradma_update, gradmap_update
 from .policy import StackedPolicy, kind_groups, observation_stats
 
+TRAIN_METRICS = ("cost", "violation_magnitude", "voltage_violation_magnitude",
+                 "line_violation_magnitude", "violation_frequency", "nonconverged",
+                 "nonconverged_share", "pf_iterations_mean", "pf_iterations_max",
+                 "pf_contraction_mean", "pf_contraction_max")
+"""Metrics of each environment gradient's rollout logged as ``train/`` keys (the power flow's
+iterations and contraction rate where the rollout carries them)."""
 NORMALISATION_DAYS = 64
 """Training days whose no-control observations fix the observation normalisation."""
 
@@ -59,7 +65,9 @@ class TrainState:
     minibatch_generator: torch.Generator
     iteration: int = 0
     env_gradients: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # wall seconds of the training iterations (validation excluded)
+    cpu_seconds: float = 0.0  # process CPU seconds of the same iterations (all threads)
+    day_steps: int = 0  # simulated day-steps (days x steps) of the environment gradients
     history: list = field(default_factory=list)  # one dict per validation point
     no_control_val: dict = field(default_factory=dict)
 
@@ -77,15 +85,25 @@ def make_optimizer(policy, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(policy.parameters(), lr=cfg.algo.lr)
 
 
-def init_state(env, cfg: TrainConfig) -> TrainState:
-    """A fresh run: policies, normalisation from no-control training days, duals, generators,
-    and the no-control validation metrics the target is measured against."""
-    policy = make_policy(env, cfg)
+def normalisation_days(env, seed: int) -> torch.Tensor:
+    """The training days ``(min(64, D_train),)`` whose no-control rollouts fix every learner's
+    observation normalisation and initial actions (GradMAP, GradMA, MAPPO/IPPO): a permutation
+    of the training split seeded by ``seed``, so they span the year (the split is in date order:
+    its first 64 days are January to March)."""
     train_days = env.scenario.split.train
-    g = torch.Generator().manual_seed(cfg.seed)
-    pick = train_days[torch.randperm(len(train_days), generator=g)[:NORMALISATION_DAYS]]
-    _, roll = evaluate(env, no_control(env), pick)
+    g = torch.Generator().manual_seed(int(seed))
+    return train_days[torch.randperm(len(train_days), generator=g)[:NORMALISATION_DAYS]]
+
+
+def init_state(env, cfg: TrainConfig) -> TrainState:
+    """A fresh run: policies (normalisation from no-control days of :func:`normalisation_days`,
+    output layers fitted so that they start at the no-control actions: ``StackedPolicy.
+    fit_output``), duals, generators, and the no-control validation metrics the target is
+    measured against."""
+    policy = make_policy(env, cfg)
+    _, roll = evaluate(env, no_control(env), normalisation_days(env, cfg.seed))
     policy.set_normalisation(*observation_stats(roll.obs))
+    policy.fit_output(roll.obs, roll.actions)  # start at no control (docs/gradmap.md)
     nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
     d = cfg.dual
     duals = init_duals(env, d.granularity, d.init_voltage_gbp_per_pu, d.init_line_gbp)
@@ -104,41 +122,53 @@ def iterate(env, cfg: TrainConfig, s: TrainState) -> dict:
     days = train_days[torch.randperm(len(train_days), generator=s.day_generator)
                       [:a.days_per_gradient]]
     margins = (cfg.dual.margin_pu, cfg.dual.line_margin)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if a.method == "gradmap":
         eg = gradmap_update(env, s.policy, s.optimizer, days, s.duals, epochs=a.epochs,
                             minibatches=a.minibatches, eta=a.eta, eps=a.eps, form=a.surrogate,
                             grad_scale=a.grad_scale, generator=s.minibatch_generator,
-                            margins=margins)
+                            margins=margins, scheme=cfg.dual.scheme)
     else:
-        eg = gradma_update(env, s.policy, s.optimizer, days, s.duals, margins=margins)
+        eg = gradma_update(env, s.policy, s.optimizer, days, s.duals, margins=margins,
+                           grad_scale=a.grad_scale, scheme=cfg.dual.scheme)
     if not cfg.dual.fixed:
         s.duals = dual_ascent(s.duals, eg.cons, cfg.dual.lr_voltage, cfg.dual.lr_line,
                               cfg.dual.max_gbp)
-    if not all(bool(torch.isfinite(p).all()) for p in s.policy.parameters()):
-        raise FloatingPointError(f"policy parameters became non-finite at iteration "
-                                 f"{s.iteration + 1}")
-    bad = [k for k, d in s.duals._asdict().items() if not bool(torch.isfinite(d).all())]
-    if bad:
-        raise FloatingPointError(f"duals {', '.join(bad)} became non-finite at iteration "
-                                 f"{s.iteration + 1}")
+    check_finite(s.policy, s.duals, s.iteration + 1, "policy")
     s.train_seconds += time.perf_counter() - t0
+    s.cpu_seconds += time.process_time() - c0
     s.iteration += 1
     s.env_gradients += 1
+    s.day_steps += len(days) * env.n_steps
     m = metrics(env, eg.roll)
-    return {"iteration": s.iteration, "train/env_gradients": s.env_gradients,
-            "train/wall_seconds": s.train_seconds, "train/lagrangian": eg.loss,
-            **{f"train/{k}": m[k] for k in ("cost", "violation_magnitude", "violation_frequency",
-                                            "nonconverged", "nonconverged_share")},
+    return {"iteration": s.iteration, **counters(s), "train/lagrangian": eg.loss,
+            **{f"train/{k}": m[k] for k in TRAIN_METRICS if k in m},
             "dual/v_mean": float((s.duals.v_over_pu + s.duals.v_under_pu).mean() / 2),
             "dual/line_mean": float(s.duals.line_over.mean())}
+
+
+def check_finite(module: torch.nn.Module, duals: Duals, iteration: int, name: str) -> None:
+    """Raise ``FloatingPointError`` naming ``name`` (or the duals) and the iteration when a
+    parameter of ``module`` or a multiplier is not finite (divergence)."""
+    if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+        raise FloatingPointError(f"{name} parameters became non-finite at iteration {iteration}")
+    bad = [k for k, d in duals._asdict().items() if not bool(torch.isfinite(d).all())]
+    if bad:
+        raise FloatingPointError(f"duals {', '.join(bad)} became non-finite at iteration "
+                                 f"{iteration}")
+
+
+def counters(s) -> dict:
+    """The budget counters every method reports with its metrics (``train/`` keys): environment
+    gradients, wall and process CPU seconds of training, simulated day-steps."""
+    return {"train/env_gradients": s.env_gradients, "train/wall_seconds": s.train_seconds,
+            "train/cpu_seconds": s.cpu_seconds, "train/day_steps": s.day_steps}
 
 
 def validate(env, s: TrainState) -> dict:
     """Validation metrics of the current policies (``val/`` keys) with the train counters."""
     m, _ = evaluate(env, s.policy, env.scenario.split.validation)
-    return {"iteration": s.iteration, "train/env_gradients": s.env_gradients,
-            "train/wall_seconds": s.train_seconds, **{f"val/{k}": v for k, v in m.items()}}
+    return {"iteration": s.iteration, **counters(s), **{f"val/{k}": v for k, v in m.items()}}
 
 
 def train(env, cfg: TrainConfig, *, state: TrainState | None = None,

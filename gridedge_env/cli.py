@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from .benchmarks.conditioning import bench_conditioning
 from .benchmarks.env import bench_env
 from .benchmarks.powerflow import append_table_row, bench_powerflow
+from .config import ConfigError
 from .feeders import load_feeder
 from .network import BUNDLED
 from .opendss.crosscheck import compare
@@ -109,8 +111,10 @@ def _print_comparisons(results) -> None:
 
 def bench_main(argv=None) -> int:
     """``gridedge-bench powerflow --feeder F --batch N [--device] [--dtype] [--json]``,
-    ``gridedge-bench env --scenario ID --num-envs N [--device] [--dtype] [--compile] [--json]``.
-    The environment-gradient benchmark needs a policy: ``gradmap-bench --envgrad``."""
+    ``gridedge-bench env --scenario ID --num-envs N [--device] [--dtype] [--compile] [--json]``,
+    ``gridedge-bench conditioning --env ID [--days N] [--split S] [--pv-share X] [--pv-kwp LO HI]``
+    (prints one JSON object). The environment-gradient benchmark needs a policy:
+    ``gradmap-bench --envgrad``."""
     ap = argparse.ArgumentParser(prog="gridedge-bench", description=bench_main.__doc__)
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("powerflow", help="solves/s of our power flow vs OpenDSS")
@@ -138,7 +142,10 @@ def bench_main(argv=None) -> int:
     e.add_argument("--repeats", type=int, default=3,
                    help="timing rounds: one peer day, then ours for as long; each side's best")
     e.add_argument("--json", action="store_true", help="last line: one JSON object")
+    _conditioning_parser(sub)
     args = ap.parse_args(argv)
+    if args.what == "conditioning":
+        return _conditioning(args)
     if args.what == "env":
         out = bench_env(args.scenario, args.num_envs, args.steps, args.opendss_envs, args.device,
                         args.dtype, args.compile, args.repeats)
@@ -160,6 +167,35 @@ def bench_main(argv=None) -> int:
         append_table_row(args.table, out)
     if args.json:
         print(json.dumps(out))
+    return 0
+
+
+def _conditioning_parser(sub) -> None:
+    c = sub.add_parser("conditioning", help="power-flow contraction, iterations and Jacobian "
+                                            "condition number against DER output (JSON)")
+    c.add_argument("--env", default="ieee13-50-v0", help="registered environment id")
+    c.add_argument("--days", type=int, default=None, help="first N days of the split (default all)")
+    c.add_argument("--split", choices=["train", "validation", "test"], default="test")
+    c.add_argument("--jacobian-samples", type=int, default=12,
+                   help="day-steps whose dense Jacobian is decomposed (spread over DER output)")
+    c.add_argument("--pv-share", type=float, default=None,
+                   help="override the share of households with PV (high-DER cases)")
+    c.add_argument("--pv-kwp", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="override the range of installed PV per household, kWp")
+    c.add_argument("--device", default="cpu")
+
+
+def _conditioning(args) -> int:
+    """Run ``gridedge-bench conditioning``: one JSON line, or one error line and exit 2."""
+    try:
+        out = bench_conditioning(args.env, args.days, args.split, args.jacobian_samples,
+                                 args.pv_share, None if args.pv_kwp is None else tuple(args.pv_kwp),
+                                 args.device)
+    except (ConfigError, KeyError, ValueError) as exc:
+        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"gridedge-bench conditioning: {' '.join(msg.split())}", file=sys.stderr)
+        return 2
+    print(json.dumps(out))
     return 0
 
 

@@ -91,8 +91,10 @@ class StepOut(NamedTuple):
     constraints: Constraints
     terminated: torch.Tensor  # (B,) bool
     truncated: torch.Tensor  # (B,) bool (always False: days end by termination)
-    info: dict  # converged, pf_iterations, clipped_actions (B,); v_pu (B, n); line_loading (B, r);
-    #             p_agent_kw (B, N)
+    info: dict  # converged, pf_iterations, pf_contraction, clipped_actions (B,); v_pu (B, n);
+    #             line_loading (B, r); p_agent_kw, q_agent_kvar (B, N). pf_contraction: the
+    #             power flow's observed contraction rate (PowerFlowResult.contraction; fused
+    #             step: at its last unrolled iteration; NaN from a power flow that reports none)
 
 
 @dataclass(frozen=True, eq=False)
@@ -278,21 +280,31 @@ def step(env: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvStat
         env.compiled["unroll"] = min(max(fallback_from + 1, int(r.iterations.max())),
                                         MAX_UNROLL)
     new, out = _close_step(env, state, dev, staged(env, _outcome), r.v, r.v_pu,
-                           r.line_loading, r.converged, r.iterations)
+                           r.line_loading, r.converged, (r.iterations, _contraction(r)))
     return new, out._replace(costs=CostChannels(out.costs, slices, n))
 
 
-def _close_step(env, state, dev, outcome, v, v_pu, line_loading, converged, iterations):
+def _contraction(r) -> torch.Tensor:
+    """``r.contraction`` ``(B,)``, or NaN from a power flow that reports none (the OpenDSS
+    peer of :func:`gridedge_env.opendss.powerflow.opendss_stepped`)."""
+    rate = getattr(r, "contraction", None)
+    return torch.full(r.converged.shape, float("nan"), dtype=r.v_pu.dtype,
+                      device=r.v_pu.device) if rate is None else rate
+
+
+def _close_step(env, state, dev, outcome, v, v_pu, line_loading, converged, pf_record):
     """Everything after the power flow (next state, ``outcome``, unbalance report, info), shared
     by the staged and the fused step; ``dev`` is :func:`device_step`' output, ``v`` complex or
-    interleaved real, ``StepOut.costs`` the raw cost parts."""
-    p_kw, _, parts, cost_agent, soc, t_in_c, last, clipped, _ = dev
+    interleaved real, ``pf_record`` the power flow's ``(iterations, contraction)``, ``(B,)``
+    each; ``StepOut.costs`` the raw cost parts."""
+    p_kw, q_kvar, parts, cost_agent, soc, t_in_c, last, clipped, _ = dev
     new = EnvState(day=state.day, t=state.t + 1, soc=soc, soc_init=state.soc_init, t_in_c=t_in_c,
                    v_pu=v_pu, done=last, exog=state.exog)
     cons, rew, obs = outcome(new, cost_agent, v_pu, line_loading, converged)
     cons = cons._replace(unbalance=voltage_unbalance(v, env.bus_phases))
-    info = {"converged": converged, "pf_iterations": iterations, "clipped_actions": clipped,
-            "v_pu": v_pu, "line_loading": line_loading, "p_agent_kw": p_kw}
+    info = {"converged": converged, "pf_iterations": pf_record[0],
+            "pf_contraction": pf_record[1], "clipped_actions": clipped, "v_pu": v_pu,
+            "line_loading": line_loading, "p_agent_kw": p_kw, "q_agent_kvar": q_kvar}
     return new, StepOut(obs, rew, parts, cons, last, torch.zeros_like(last), info)
 
 
@@ -316,12 +328,12 @@ def _fused_step(env: EnvParams, state: EnvState, action: torch.Tensor, n_iter: i
     s_va = torch.stack([p_kw.new_zeros(b, m).scatter_reduce(1, port, p_kw, "sum"),
                         q_kvar.new_zeros(b, m).scatter_reduce(1, port, q_kvar, "sum")],
                        dim=-1) * 1e3
-    v, v_pu, _, loading, converged, _ = unrolled_solve(
-        env.unrolled, s_va, n_iter, env.powerflow.settings.tol,
-        50 * torch.finfo(action.dtype).eps)
-    new, out = _close_step(env, state, dev, partial(_outcome, env), v, v_pu, loading,
-                           converged, torch.full_like(state.t, n_iter))
-    return new, out, dev.finite, converged
+    sol = unrolled_solve(env.unrolled, s_va, n_iter, env.powerflow.settings.tol,
+                         50 * torch.finfo(action.dtype).eps)
+    new, out = _close_step(env, state, dev, partial(_outcome, env), sol.v, sol.v_pu,
+                           sol.line_loading, sol.converged,
+                           (torch.full_like(state.t, n_iter), sol.contraction))
+    return new, out, dev.finite, sol.converged
 
 
 def _block(x: torch.Tensor, sl: slice, n: int) -> torch.Tensor:

@@ -49,7 +49,8 @@ class RewardConfig:
 
 
 class Constraints(NamedTuple):
-    """Constraint terms of one step, all ``>= 0``."""
+    """Constraint terms of one step, all ``>= 0`` (signed, negative with slack, when
+    :func:`constraints` is asked for ``signed`` ones)."""
 
     v_over_pu: torch.Tensor  # (B, n_nodes) exceedance above v_max (0 at source nodes)
     v_under_pu: torch.Tensor  # (B, n_nodes) exceedance below v_min (0 at source nodes)
@@ -94,17 +95,21 @@ def energy_bill(p_kw, price, export_price, dt_h: float) -> torch.Tensor:
 
 
 def constraints(v_pu, loading, v_min, v_max, line_max, node_mask, v_complex=None,
-                bus_phases=None) -> Constraints:
+                bus_phases=None, signed: bool = False) -> Constraints:
     """Exceedances of one step. ``node_mask`` ``(n,)`` selects constrained (non-source) nodes;
     ``bus_phases`` ``(n_3ph, 3)`` node indices of three-phase buses for the unbalance factor
-    (:func:`voltage_unbalance`; zero columns without ``v_complex``)."""
-    over = torch.relu(v_pu - v_max) * node_mask
-    under = torch.relu(v_min - v_pu) * node_mask
+    (:func:`voltage_unbalance`; zero columns without ``v_complex``). ``signed``: the constraint
+    functions themselves, ``v - v_max``, ``v_min - v`` and ``loading - line_max`` (negative where
+    a limit holds with slack), for a primal-dual method whose multipliers can fall; the default
+    is their positive parts, the exceedances that metrics and fixed penalties use."""
+    part = (lambda x: x) if signed else torch.relu
+    over = part(v_pu - v_max) * node_mask
+    under = part(v_min - v_pu) * node_mask
     if v_complex is not None and bus_phases is not None:
         unbalance = voltage_unbalance(v_complex, bus_phases)
     else:
         unbalance = v_pu.new_zeros(v_pu.shape[0], 0)
-    return Constraints(over, under, torch.relu(loading - line_max), unbalance)
+    return Constraints(over, under, part(loading - line_max), unbalance)
 
 
 def voltage_unbalance(v_complex: torch.Tensor, bus_phases: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,10 @@ def register(env_id: str, scenario: str, description: str = "") -> None:
 
 register("ieee13-50-v0", "ieee13-50", "50 agents on IEEE 13: the small case for CPU tests")
 register("ieee123-1000-v0", "ieee123-1000", "1,000 agents on IEEE 123: the paper's main case")
+register("ieee13-50-v1", "ieee13-50-dtou",
+         "ieee13-50-v0 with a day-varying import price: the real LCL dToU schedule of 2013")
+register("ieee123-1000-v1", "ieee123-1000-dtou",
+         "ieee123-1000-v0 with a day-varying import price: the real LCL dToU schedule of 2013")
 
 _ENV_KEYS = {f.name for f in dataclasses.fields(EnvConfig)} - {"scenario"}
 

@@ -16,6 +16,11 @@ Two paths give the same numbers and gradients (tested):
 - **stepwise** (``observe_voltage=True``, or ``path="stepwise"``): :func:`.core.step` per step,
   since each observation then needs the previous step's voltages.
 
+Both report each (day, step)'s power-flow iterations and contraction rate (``pf_iterations``,
+``pf_contraction``: per-scenario records of the same fixed point, so the paths agree), except
+that the stepwise path on a compiled environment (``EnvConfig.compile``, no gradient) takes the
+fused step, which reports the iterations it unrolled and the rate at its last one.
+
 Shapes: ``B`` days, ``T`` steps, ``N`` agents, ``n`` nodes, ``r`` line phases, ``F`` features.
 """
 
@@ -73,6 +78,15 @@ class DayRollout(NamedTuple):
     converged: torch.Tensor  # (B, T) bool
     p_agent_kw: torch.Tensor  # (B, T, N) each agent's net power (all its households), kW
     clipped_actions: torch.Tensor  # (B,) actions outside [-1, 1] over the day
+    pf_iterations: torch.Tensor  # (B, T) long, the power flow's iterations (fixed point + Newton;
+    #                              the fused compiled step: the iterations it unrolled), detached
+    pf_contraction: torch.Tensor  # (B, T) the power flow's observed contraction rate, 1
+    #                               (PowerFlowResult.contraction: last step / the one before, at
+    #                               the recorded iteration; the fused step: at its last unrolled
+    #                               iteration; NaN where no ratio exists or the power flow reports
+    #                               none, e.g. the OpenDSS peer), detached
+    q_agent_kvar: torch.Tensor  # (B, T, N) each agent's reactive power (all households), kvar,
+    #                             load convention, detached
 
     def detached(self) -> DayRollout:
         """The same numbers without autograd history (``delta`` dropped)."""
@@ -147,7 +161,8 @@ def _whole_day(env: EnvParams, state, obs, policy, deltas) -> DayRollout:
             parts[k] = parts.get(k, 0) + v.sum(-1)
         total.append(dev.cost_agent)
         clipped = clipped + dev.clipped
-    s = torch.complex(torch.stack(p, 1), torch.stack(q, 1)).reshape(b * n_t, -1)
+    p_kw, q_kvar = torch.stack(p, 1), torch.stack(q, 1)  # (B, T, N)
+    s = torch.complex(p_kw, q_kvar).reshape(b * n_t, -1)
     r = env.powerflow.solve(s, load_scale=0.0, at=env.agent_node, check=False)
     lim = env.scenario.config.limits
     cons = constraints(r.v_pu, r.line_loading, lim.v_min_pu, lim.v_max_pu,
@@ -165,8 +180,9 @@ def _whole_day(env: EnvParams, state, obs, policy, deltas) -> DayRollout:
         obs=torch.stack(obs_all, 1).transpose(2, 3), actions=torch.stack(a0_all, 1), delta=None,
         cost=cost_agent.sum(-1), cost_parts=parts, cost_agent=cost_agent, constraints=cons,
         v_pu=days_steps(r.v_pu), line_loading=days_steps(r.line_loading),
-        converged=days_steps(r.converged), p_agent_kw=torch.stack(p, 1),
-        clipped_actions=clipped)
+        converged=days_steps(r.converged), p_agent_kw=p_kw,
+        clipped_actions=clipped, pf_iterations=days_steps(r.iterations),
+        pf_contraction=days_steps(r.contraction), q_agent_kvar=q_kvar.detach())
 
 
 def _stepwise(env: EnvParams, state, obs, policy, deltas) -> DayRollout:
@@ -193,7 +209,10 @@ def _stepwise(env: EnvParams, state, obs, policy, deltas) -> DayRollout:
         v_pu=stack(lambda o: o.info["v_pu"]), line_loading=stack(lambda o: o.info["line_loading"]),
         converged=stack(lambda o: o.info["converged"]),
         p_agent_kw=stack(lambda o: o.info["p_agent_kw"]),
-        clipped_actions=sum(o.info["clipped_actions"] for o in outs))
+        clipped_actions=sum(o.info["clipped_actions"] for o in outs),
+        pf_iterations=stack(lambda o: o.info["pf_iterations"]),
+        pf_contraction=stack(lambda o: o.info["pf_contraction"]),
+        q_agent_kvar=stack(lambda o: o.info["q_agent_kvar"].detach()))
 
 
 def concat(rolls: list[DayRollout]) -> DayRollout:

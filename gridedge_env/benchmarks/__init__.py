@@ -1,5 +1,6 @@
 """Benchmarks of the environment package, each against its real peer in the same run:
 :mod:`.powerflow` (``gridedge-bench powerflow``: our solver vs OpenDSS) and :mod:`.env`
-(``gridedge-bench env``: agent-steps/s of the core vs OpenDSS-stepped power flows). The
-environment-gradient benchmark needs a policy and lives with the trainer
-(``gradmap-bench --envgrad``)."""
+(``gridedge-bench env``: agent-steps/s of the core vs OpenDSS-stepped power flows). Beside them,
+one analysis: :mod:`.conditioning` (``gridedge-bench conditioning``: the power flow's contraction
+rate, iterations and Jacobian condition number against DER output). The environment-gradient
+benchmark needs a policy and lives with the trainer (``gradmap-bench --envgrad``)."""

@@ -2,7 +2,8 @@
 
 * :func:`load_bundled`: the shipped real profiles (SimBench 2016 households and PV, DWD TRY
   2010 temperature) with a time-of-use tariff, as a :class:`Profiles` of ``(days, T, ...)``
-  tensors.
+  tensors; ``tariff=LCL_DTOU_2013`` gives each day the real LCL dToU import price of an aligned
+  2013 day (:class:`DayAheadTariff`, :func:`align_days`, :class:`PriceSchedule`).
 * :func:`read_profile_csv` + :func:`profiles_from_series`: user CSV files in the documented
   schema, strictly validated (:class:`ProfileDataError` names file, column and line).
 * :mod:`.adapters`: readers for the LCL dToU, SimBench and CityLearn reference extracts.
@@ -23,6 +24,7 @@ from .container import (
     profiles_from_series,
     split_days,
 )
+from .schedule import PriceSchedule, read_price_schedule
 from .series import (
     QUANTITIES,
     ProfileDataError,
@@ -32,26 +34,39 @@ from .series import (
 )
 from .tariff import (
     DEFAULT_TARIFF,
+    LCL_DTOU_2013,
+    LCL_DTOU_EXPORT_GBP_PER_KWH,
     LCL_DTOU_LEVELS_GBP_PER_KWH,
     OCTOPUS_FLUX_2023,
     OCTOPUS_OUTGOING_FIXED_2023_GBP_PER_KWH,
+    TARIFFS,
+    DayAheadTariff,
+    Tariff,
     TouTariff,
+    align_days,
 )
 
 __all__ = [
     "DEFAULT_TARIFF",
+    "LCL_DTOU_2013",
+    "LCL_DTOU_EXPORT_GBP_PER_KWH",
     "LCL_DTOU_LEVELS_GBP_PER_KWH",
     "OCTOPUS_FLUX_2023",
     "OCTOPUS_OUTGOING_FIXED_2023_GBP_PER_KWH",
     "PROFILES_DIR",
     "QUANTITIES",
+    "TARIFFS",
     "AgentAssignment",
+    "DayAheadTariff",
     "DaySplit",
+    "PriceSchedule",
     "ProfileDataError",
     "Profiles",
+    "Tariff",
     "TimeSeries",
     "TouTariff",
     "UnitWarning",
+    "align_days",
     "assign_agents",
     "calendar_index",
     "change_resolution",
@@ -61,6 +76,7 @@ __all__ = [
     "provenance",
     "read_citylearn_csv",
     "read_lcl_dtou",
+    "read_price_schedule",
     "read_profile_csv",
     "read_simbench_csv",
     "split_days",

@@ -5,7 +5,8 @@
 * Outdoor temperature: DWD test reference year TRY 2010, region 1 (North Sea coast,
   Bremerhaven), a nominal 365-day year at 30 min, aligned to the 2016 days by calendar date
   (29 February takes 28 February's temperatures).
-* Prices: a time-of-use tariff evaluated on the clock (default Octopus Flux, May 2023 rates).
+* Prices: a time-of-use tariff evaluated on the clock (default Octopus Flux, May 2023 rates), or
+  a day-ahead schedule by date (``lcl_dtou_2013_schedule.json``, the LCL dToU trial of 2013).
 
 All series share one fixed clock without daylight saving, close to UTC (= GMT). Provenance and
 licences: ``docs/data.md`` and ``profiles/provenance.json``; rebuild with
@@ -23,7 +24,7 @@ import torch
 
 from .container import Profiles, Upsample, calendar_index, change_resolution
 from .series import TimeSeries, read_profile_csv
-from .tariff import DEFAULT_TARIFF, TouTariff
+from .tariff import DEFAULT_TARIFF, Tariff
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 """Folder of the bundled profile files."""
@@ -42,7 +43,7 @@ def _series(name: str, require: tuple[str, ...]) -> TimeSeries:
 def load_bundled(
     dt_minutes: int = 30,
     *,
-    tariff: TouTariff = DEFAULT_TARIFF,
+    tariff: Tariff = DEFAULT_TARIFF,
     upsample: Upsample | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Profiles:
@@ -52,7 +53,9 @@ def load_bundled(
         dt_minutes: step length, min. 30 (default, ``T = 48``) is the data's own; a multiple of
             30 averages the data (prices are re-evaluated from the tariff exactly); a divisor of
             30 needs ``upsample`` (``"hold"`` or ``"linear"``).
-        tariff: import/export prices as a function of the clock.
+        tariff: import/export prices: a clock tariff (:class:`~.tariff.TouTariff`, the same every
+            day) or a :class:`~.tariff.DayAheadTariff` (each day's import price from the
+            schedule day aligned to its 2016 date, e.g. :data:`~.tariff.LCL_DTOU_2013`).
         dtype: floating dtype of the tensors.
     """
     prov = provenance()
@@ -64,7 +67,7 @@ def load_bundled(
     tr_dates = tuple(str(d) for d in tr.timestamps[::T].astype("datetime64[D]"))
     temp = torch.as_tensor(tr.columns["temp_out_c"].reshape(-1, T), dtype=dtype)
     temp = temp[torch.as_tensor(calendar_index(tr_dates, dates))]
-    imp, exp = tariff.day_prices(D, 30, dtype)
+    imp, exp = tariff.prices_on(dates, 30, dtype)
     p = Profiles(
         demand_kw=torch.as_tensor(sb.stack("demand_kw").reshape(D, T, -1), dtype=dtype),
         pv_kw_per_kwp=torch.as_tensor(sb.stack("pv_kw_per_kwp").reshape(D, T, -1), dtype=dtype),
@@ -81,6 +84,6 @@ def load_bundled(
     )
     if dt_minutes != 30:
         p = change_resolution(p, dt_minutes, upsample=upsample)
-        imp, exp = tariff.day_prices(D, dt_minutes, dtype)
+        imp, exp = tariff.prices_on(dates, dt_minutes, dtype)
         p = dataclasses.replace(p, price_gbp_per_kwh=imp, export_price_gbp_per_kwh=exp)
     return p

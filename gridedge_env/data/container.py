@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .series import ProfileDataError, TimeSeries
-from .tariff import DEFAULT_TARIFF, TouTariff
+from .tariff import DEFAULT_TARIFF, Tariff
 
 Upsample = Literal["hold", "linear"]
 
@@ -226,7 +226,7 @@ def whole_days(series: TimeSeries, partial_days: Literal["error", "drop"] = "err
 def profiles_from_series(
     series: TimeSeries,
     *,
-    tariff: TouTariff = DEFAULT_TARIFF,
+    tariff: Tariff = DEFAULT_TARIFF,
     fallback: Profiles | None = None,
     partial_days: Literal["error", "drop"] = "error",
     dtype: torch.dtype = torch.float32,
@@ -238,7 +238,8 @@ def profiles_from_series(
       ``fallback`` (e.g. the bundled profiles, same ``dt_minutes``) by calendar date
       (:func:`calendar_index`), else an error.
     * prices: the ``price_gbp_per_kwh`` / ``export_price_gbp_per_kwh`` columns if present,
-      otherwise ``tariff`` evaluated on the clock (documented default, Octopus Flux).
+      otherwise ``tariff`` on the series' dates (documented default, Octopus Flux; a
+      :class:`~.tariff.DayAheadTariff` prices each date by its aligned schedule day).
     """
     T = 1440 // series.dt_minutes
     first, D = whole_days(series, partial_days)
@@ -272,7 +273,7 @@ def profiles_from_series(
         temp = days(series.columns["temp_out_c"])
     else:
         temp = from_fallback("temp_out_c", "temp_out_c")
-    imp, exp = tariff.day_prices(D, series.dt_minutes, dtype)
+    imp, exp = tariff.prices_on(dates, series.dt_minutes, dtype)
     if series.has("price_gbp_per_kwh"):
         imp = days(series.columns["price_gbp_per_kwh"])
     else:

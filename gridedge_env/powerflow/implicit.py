@@ -90,6 +90,19 @@ def _dense_jacobian(mt: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return torch.eye(2 * m, dtype=d.dtype, device=d.device) - md
 
 
+def residual_jacobian(net, coeffs, x: torch.Tensor) -> torch.Tensor:
+    """``J = ∂F/∂x = I - M D`` at port voltages ``x`` ``(B, 2, m)`` (V), as ``(B, 2m, 2m)`` in
+    the flattened planar layout (column convention: ``dF = J dx``). ``M D`` is the derivative
+    of the fixed-point map ``x -> a + M i(x)``. Dense, on either network (the sparse one's ``M``
+    is formed column by column: for up to a few thousand ports)."""
+    if net.kind == "dense":
+        mt = net.mt
+    else:
+        eye = torch.eye(2 * x.shape[2], dtype=x.dtype, device=x.device)
+        mt = net.m_apply(eye) - net.a  # row k: M applied to unit current k (row convention)
+    return _dense_jacobian(mt, _jacobian_blocks(x, coeffs))
+
+
 class Settings:
     """Solver settings shared by forward and backward (plain attributes, set by PowerFlow).
 
@@ -129,16 +142,24 @@ def _complex(c):
 
 
 def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
-    """Z-bus fixed point over a batch. Returns ``x, converged, iterations, residual``.
+    """Z-bus fixed point over a batch. Returns ``x, converged, iterations, residual,
+    contraction``.
 
     The iterate is complex, ``u <- a - M conj(g(u))`` with ``g`` = :func:`conj_load`, kept in
     p.u. of ``|a|``, so an iteration is one complex division, one real GEMM on the interleaved
     (re, im) view (``net.fixed_point_map``) and the step size. The per-scenario bookkeeping
     (contraction rate, stopping test, active set) runs in numpy on the ``(B,)`` step sizes: one
     device-to-host copy of ``B`` numbers per iteration, which the stopping test needs anyway. A
-    scenario's ``iterations`` and ``residual`` are recorded when it first passes the test; it
-    leaves the batch once the finished ones are a quarter of it, so its result may be a later,
-    more accurate iterate.
+    scenario's ``iterations``, ``residual`` and ``contraction`` are recorded when it first passes
+    the test; it leaves the batch once the finished ones are a quarter of it, so its result may
+    be a later, more accurate iterate.
+
+    ``contraction`` ``(B,)``: the observed rate ``step_k / step_(k-1)`` at the recorded iteration
+    ``k`` (``step_k`` = largest change of a port-voltage component at iteration ``k``, p.u. of
+    ``|a|``), unclamped: the rate the stopping test used (it clamps it at 0.99). It estimates the
+    spectral radius of the fixed-point map's derivative ``M D`` at the solution. NaN where no
+    ratio exists (recorded at ``k = 1``, or ``0 / 0``); for a scenario that diverged (handed to
+    Newton) it is the rate at which the fixed point gave up, typically ``>= 1``.
     """
     bsz, m, dev = x0.shape[0], x0.shape[2], x0.device
     # Iterate in p.u. of the no-load port voltages |a| (u = |a| u~): the step size is then the
@@ -152,6 +173,7 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
     u = None  # filled lazily: when every scenario stops together, the last iterate is u
     iters = np.zeros(bsz, dtype=np.int64)
     resid = np.full(bsz, np.inf)
+    rate = np.full(bsz, np.nan)
     conv = np.zeros(bsz, dtype=bool)
     active = np.arange(bsz)
     ua = u0
@@ -180,7 +202,8 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
         # step, so slow contraction near voltage collapse does not stop early and fast
         # contraction does not iterate in vain.
         with np.errstate(divide="ignore", invalid="ignore"):
-            rho = np.minimum(step / prev, 0.99) if k > 1 else np.full(len(step), 0.99)
+            ratio = step / prev if k > 1 else np.full(len(step), np.nan)
+        rho = np.minimum(ratio, 0.99) if k > 1 else np.full(len(step), 0.99)
         prev = step
         est = step * rho / (1 - rho)
         if k < cfg.max_iter and est.min() > cfg.tol and step.max() <= 10.0 and step.min() > floor:
@@ -191,6 +214,7 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
         if new.any():  # first time a scenario meets the test: that is its result's record
             idx = active[new]
             conv[idx], iters[idx], resid[idx] = done[new] & ~dead[new], k, step[new]
+            rate[idx] = ratio[new]
             recorded = recorded | new
         if u is None and recorded.all() and not dead.any() and len(active) == bsz:
             u = ua  # the common case: all scenarios together, no copies
@@ -216,8 +240,12 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
             break
     u = u / inv_a
     x = torch.stack([u.real, u.imag], dim=1)
-    return (x, torch.from_numpy(conv).to(dev), torch.from_numpy(iters).to(dev),
-            torch.from_numpy(resid).to(device=dev, dtype=x0.dtype))
+    if dev.type == "cpu":  # zero-copy views of the numpy records
+        return (x, torch.from_numpy(conv), torch.from_numpy(iters),
+                torch.from_numpy(resid).to(x0.dtype), torch.from_numpy(rate).to(x0.dtype))
+    # elsewhere the four records as one host-to-device copy (one synchronisation, not one each)
+    rec = torch.from_numpy(np.stack([conv, iters, resid, rate])).to(dev)
+    return x, rec[0] != 0, rec[1].long(), rec[2].to(x0.dtype), rec[3].to(x0.dtype)
 
 
 def newton(net, inv_base, coeffs, x0, cfg: Settings):
@@ -292,9 +320,10 @@ def adjoint(net, coeffs, x, g, cfg: Settings):
 class PortSolve(torch.autograd.Function):
     """``x*(θ)`` with ``F(x*, θ) = 0``; backward by the implicit function theorem.
 
-    ``apply(net, inv_base, cfg, x0, s_p, c_i, y_z) -> (x, converged, iterations, residual)``
-    with ``net`` a :mod:`.ports` network operator, ``inv_base`` ``(1, 2m)``, ``x0`` and the
-    coefficients ``(B, 2, m)``.
+    ``apply(net, inv_base, cfg, x0, s_p, c_i, y_z) -> (x, converged, iterations, residual,
+    contraction)`` with ``net`` a :mod:`.ports` network operator, ``inv_base`` ``(1, 2m)``,
+    ``x0`` and the coefficients ``(B, 2, m)``; ``contraction`` is the fixed point's
+    (:func:`fixed_point`), also for scenarios Newton finished.
     Gradients flow to ``s_p``, ``c_i`` and ``y_z`` only (the network matrices are constants).
     Scenarios that did not converge get zero gradient.
     """
@@ -302,7 +331,7 @@ class PortSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, net, inv_base, cfg, x0, s_p, c_i, y_z):
         coeffs = (s_p, c_i, y_z)
-        x, conv, iters, resid = fixed_point(net, inv_base, coeffs, x0, cfg)
+        x, conv, iters, resid, rate = fixed_point(net, inv_base, coeffs, x0, cfg)
         if cfg.newton_iter > 0 and net.kind == "dense" and not bool(conv.all()):
             idx = torch.nonzero(~conv).squeeze(-1)
             xn, cn, itn, rn = newton(net, inv_base, _rows(coeffs, idx), x0[idx], cfg)
@@ -311,11 +340,11 @@ class PortSolve(torch.autograd.Function):
             resid[idx] = torch.where(cn, rn, resid[idx])
         ctx.save_for_backward(x, conv, s_p, c_i, y_z)
         ctx.cfg, ctx.net = cfg, net
-        ctx.mark_non_differentiable(conv, iters, resid)
-        return x, conv, iters, resid
+        ctx.mark_non_differentiable(conv, iters, resid, rate)
+        return x, conv, iters, resid, rate
 
     @staticmethod
-    def backward(ctx, gx, _gc, _gi, _gr):
+    def backward(ctx, gx, _gc, _gi, _gr, _grate):
         x, conv, s_p, c_i, y_z = ctx.saved_tensors
         coeffs = (s_p, c_i, y_z)
         gx = torch.where(conv[:, None, None], gx, torch.zeros_like(gx))

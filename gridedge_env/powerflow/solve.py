@@ -16,7 +16,7 @@ import torch
 from ..compiling import compile_own
 from ..network.feeder import Feeder
 from ..network.grounding import why_floating
-from .implicit import PortSolve, Settings, conj_load
+from .implicit import PortSolve, Settings, conj_load, residual_jacobian
 from .ports import build_ports, make_network
 from .unrolled import UnrolledNetwork, iterate, line_outputs, node_outputs
 
@@ -44,6 +44,14 @@ class PowerFlowResult:
         negative reactive losses, as in OpenDSS), kVA.
     converged: ``(...,)`` bool; iterations: ``(...,)`` fixed-point (+ Newton) iterations;
     residual: ``(...,)`` last step (fixed point) or residual (Newton), p.u. of no-load voltage.
+    contraction: ``(...,)`` the fixed point's observed contraction rate, 1: the ratio
+        ``step_k / step_(k-1)`` of its last two steps at the iteration ``k`` its result was
+        recorded (``step`` = largest change of a port-voltage component, p.u. of the no-load
+        port voltage), the rate its stopping test used, unclamped; an estimate of the spectral
+        radius of the fixed-point map's derivative (:meth:`PowerFlow.jacobian`). NaN where no
+        ratio exists (stopped at the first iteration); for scenarios Newton finished, the rate
+        at which the fixed point gave up (typically ``>= 1``). No gradient
+        (``docs/powerflow.md``, conditioning).
 
     Everything but ``v``, ``v_pu`` and the convergence fields is computed on first access (the line
     currents are one more matrix product), so a caller that needs only ``v_pu`` pays only for it.
@@ -53,6 +61,7 @@ class PowerFlowResult:
     converged: torch.Tensor
     iterations: torch.Tensor
     residual: torch.Tensor
+    contraction: torch.Tensor
     v: torch.Tensor = field(repr=False, default=None)
     _line_currents: object = field(repr=False, default=None)
     _powers: object = field(repr=False, default=None)
@@ -372,14 +381,46 @@ class PowerFlow:
             shapes are always checked.
         Gradients flow to ``s_kva`` and ``load_scale`` through the implicit function theorem.
         """
+        coeffs, batch = self._inputs(s_kva, load_scale, at, check)
+        x, conv, iters, resid, rate = self._port_solve(coeffs)
+        return self._result(x, coeffs, conv, iters, resid, rate, batch)
+
+    def jacobian(self, s_kva: torch.Tensor | None = None, load_scale=1.0, *,
+                 at=None) -> torch.Tensor:
+        """The power-flow Jacobian at each scenario's solution, ``(..., 2m, 2m)`` (no gradient).
+
+        ``J = ∂F/∂x = I - M D`` of the port-space residual ``F(x) = x - a - M i(x)``
+        (:mod:`.implicit`; ``m`` = :attr:`n_ports`, ``D = ∂i/∂x``), in the flattened planar
+        layout (rows and columns: ``Re u`` of every port, then ``Im u``), scaled to p.u. of the
+        no-load port voltages ``|a|`` (``S J S^-1``, ``S = diag(1/|a|)``: the variables the fixed
+        point iterates on, so that a 0.48 kV and a 4.16 kV port weigh alike). It is the
+        matrix the Newton fallback solves with and whose transpose the implicit gradient
+        inverts; ``I - J = M D`` is the fixed-point map's derivative, whose spectral radius
+        :attr:`PowerFlowResult.contraction` estimates. Arguments as :meth:`solve`; scenarios
+        that did not converge (``on_nonconvergence="flag"``) get the Jacobian at their returned
+        iterate. Dense: for feeders of up to a few thousand ports.
+        """
+        with torch.no_grad():
+            coeffs, batch = self._inputs(s_kva, load_scale, at, True)
+            x = self._port_solve(coeffs)[0]
+            jac = residual_jacobian(self.network, coeffs, x)
+        s = self._inv_base[0]  # (2m,) 1 / |a| on both planar halves
+        jac = jac * s[:, None] / s[None, :]
+        return jac.reshape(tuple(batch) + jac.shape[1:])
+
+    def _inputs(self, s_kva, load_scale, at, check):
+        """Checked inputs as the planar ZIP coefficients ``(B, 2, m)`` and the batch shape."""
         ports = None if at is None or s_kva is None else self._at_ports(at)
         s_kva, scale, batch = self._check(s_kva, load_scale, check, at)
         s_flat = None if s_kva is None else s_kva.reshape(-1, s_kva.shape[-1])
         scale = scale.reshape(math.prod(batch), self.feeder.n_loads)  # n_loads may be 0
         no_loads = isinstance(load_scale, (int, float)) and load_scale == 0
-        coeffs = self._coefficients(s_flat, scale, ports, no_loads)
-        bsz, m = scale.shape[0], self.n_ports
-        x, conv, iters, resid = PortSolve.apply(
+        return self._coefficients(s_flat, scale, ports, no_loads), batch
+
+    def _port_solve(self, coeffs):
+        """:class:`.implicit.PortSolve` on the flat batch; raises on non-convergence if asked."""
+        bsz, m = coeffs[0].shape[0], self.n_ports
+        x, conv, iters, resid, rate = PortSolve.apply(
             self.network, self._inv_base, self.settings, self._x0.expand(bsz, 2, m), *coeffs)
         if self.on_nonconvergence == "raise" and not bool(conv.all()):
             failed = torch.nonzero(~conv).squeeze(-1)
@@ -388,9 +429,9 @@ class PowerFlow:
                 f"scenarios (flat indices {failed[:10].tolist()}; residual "
                 f"{resid[failed[:3]].tolist()} p.u.); use on_nonconvergence='flag' to get them "
                 "flagged instead", failed)
-        return self._result(x, coeffs, conv, iters, resid, batch)
+        return x, conv, iters, resid, rate
 
-    def _result(self, x, coeffs, conv, iters, resid, batch) -> PowerFlowResult:
+    def _result(self, x, coeffs, conv, iters, resid, rate, batch) -> PowerFlowResult:
         if not bool(conv.all()):  # no gradient through scenarios that did not converge
             ok = conv[:, None, None]
             coeffs = tuple(None if c is None else torch.where(ok, c, c.detach()) for c in coeffs)
@@ -428,4 +469,5 @@ class PowerFlow:
 
         return PowerFlowResult(
             v=shape(v), v_pu=shape(v_pu), converged=shape(conv), iterations=shape(iters),
-            residual=shape(resid), _line_currents=line_currents, _powers=powers)
+            residual=shape(resid), contraction=shape(rate), _line_currents=line_currents,
+            _powers=powers)

@@ -17,6 +17,18 @@ from typing import NamedTuple
 import torch
 
 
+class UnrolledSolution(NamedTuple):
+    """What :func:`unrolled_solve` returns (``B`` scenarios, ``n`` nodes, ``r`` line phases)."""
+
+    v: torch.Tensor  # (B, n, 2) node voltages, V, interleaved re, im
+    v_pu: torch.Tensor  # (B, n) |V| / base, p.u.
+    i_line: torch.Tensor  # (B, r, 2) line-phase currents, A
+    line_loading: torch.Tensor  # (B, r) |I| / normamps
+    converged: torch.Tensor  # (B,) bool: the last iterate passes the stopping test
+    step: torch.Tensor  # (B,) the last step, p.u. of |a|
+    contraction: torch.Tensor  # (B,) last step / the one before (unclamped; NaN for 0 / 0)
+
+
 class UnrolledNetwork(NamedTuple):
     """The dense network's constant tensors :func:`unrolled_solve` needs (``m`` ports, ``n``
     nodes, ``r`` line phases; ``_il``: interleaved re, im)."""
@@ -73,13 +85,12 @@ def line_outputs(g, net: UnrolledNetwork):
 
 
 def unrolled_solve(net: UnrolledNetwork, s_va: torch.Tensor, n_iter: int, tol: float,
-                   floor: float):
-    """Solve constant-power port loads ``s_va`` ``(B, m, 2)`` (VA drawn, interleaved).
-
-    Returns ``v`` ``(B, n, 2)`` node voltages (V), ``v_pu`` ``(B, n)``, ``i_line`` ``(B, r, 2)``
-    (A), ``line_loading`` ``(B, r)``, ``converged`` ``(B,)`` bool and the last step ``(B,)``
-    (p.u.) after ``n_iter >= 3`` iterations. The outputs are those of the last iterate, the one
-    the stopping test certifies.
+                   floor: float) -> UnrolledSolution:
+    """Solve constant-power port loads ``s_va`` ``(B, m, 2)`` (VA drawn, interleaved) with
+    ``n_iter >= 3`` iterations: an :class:`UnrolledSolution`. The outputs are those of the last
+    iterate, the one the stopping test certifies; ``contraction`` is the ratio of the last two
+    steps, the rate that test uses (unclamped: ``PowerFlowResult.contraction`` at iteration
+    ``n_iter``).
     """
     b, m = s_va.shape[:2]
     inv_a = net.inv_a[:, None]
@@ -91,7 +102,8 @@ def unrolled_solve(net: UnrolledNetwork, s_va: torch.Tensor, n_iter: int, tol: f
     u_last = (v[:, net.port_a] - torch.where(net.port_b[:, None] >= 0,
                                              v[:, net.port_b.clamp(min=0)], 0.0)) * inv_a
     last = (u_last - u).abs().amax(dim=(1, 2))
-    rho = torch.clamp(last / step, max=0.99)  # nan (0 / 0) fails the test below but the floor's
+    ratio = last / step
+    rho = torch.clamp(ratio, max=0.99)  # nan (0 / 0) fails the test below but the floor's
     converged = (last * rho <= tol * (1 - rho)) | (last <= floor)
     i_line, loading = line_outputs(g, net)
-    return v, v_pu, i_line, loading, converged, last
+    return UnrolledSolution(v, v_pu, i_line, loading, converged, last, ratio)

@@ -2,10 +2,19 @@
 Their no-control violation statistics: :mod:`gridedge_env.analysis`."""
 
 from .build import Scenario, build_scenario
-from .config import SCENARIOS, DataConfig, Limits, ScenarioConfig, load_scenario
+from .config import (
+    DTOU_SCENARIOS,
+    SCENARIOS,
+    DataConfig,
+    Limits,
+    ScenarioConfig,
+    load_scenario,
+    with_prices,
+)
 from .placement import KINDS, Placement, place_agents
 
 __all__ = [
+    "DTOU_SCENARIOS",
     "KINDS",
     "SCENARIOS",
     "DataConfig",
@@ -16,4 +25,5 @@ __all__ = [
     "build_scenario",
     "load_scenario",
     "place_agents",
+    "with_prices",
 ]

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data import AgentAssignment, DaySplit, Profiles, assign_agents, load_bundled, split_days
+from ..data import (
+    TARIFFS,
+    AgentAssignment,
+    DaySplit,
+    Profiles,
+    assign_agents,
+    load_bundled,
+    split_days,
+)
 from ..devices import (
     BatteryParams,
     GeneratorParams,
@@ -68,7 +76,9 @@ class Scenario:
 def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None,
                    dtype: torch.dtype = torch.float64) -> Scenario:
     """Deterministic in ``config.seed`` (placement, kinds, parameters, profile assignment) and
-    ``config.data.split_seed`` (day split)."""
+    ``config.data.split_seed`` (day split). ``profiles`` default to the bundled ones at
+    ``config.data.dt_h`` with the prices ``config.data.prices``; given ones are used as they
+    are (their prices included)."""
     feeder = load_feeder(config.feeder)
     if config.regulator_taps:
         feeder = feeder.with_taps(config.regulator_taps)
@@ -76,7 +86,8 @@ def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None,
         feeder = feeder.with_source_pu(config.source_pu)
     placement = place_agents(feeder, config.n_agents, config.device_mix, config.seed)
     if profiles is None:
-        profiles = load_bundled(int(round(config.data.dt_h * 60)), dtype=dtype)
+        profiles = load_bundled(int(round(config.data.dt_h * 60)),
+                                tariff=TARIFFS[config.data.prices], dtype=dtype)
     g = torch.Generator().manual_seed(config.seed)
     counts = [int((placement.kind == k).sum()) for k in range(len(KINDS))]
     household = sample_household(config.household, config.n_agents, generator=g, dtype=dtype)

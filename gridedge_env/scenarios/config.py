@@ -9,10 +9,11 @@ See ``docs/scenarios.md``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..config import ConfigError, from_dict, load_yaml, merge
+from ..data import TARIFFS
 from ..devices import BatteryConfig, GeneratorConfig, HeatPumpConfig, HouseholdConfig
 
 
@@ -45,12 +46,20 @@ class DataConfig:
     """Train / validation / test shares of the days."""
     split_seed: int = 0
     """Seed of the fixed day split (test days are never trained on)."""
+    prices: str = "octopus-flux-2023"
+    """Import/export prices, a name of :data:`gridedge_env.data.TARIFFS`:
+    ``"octopus-flux-2023"`` (the ``-v0`` scenarios: Octopus Flux time-of-use, the same every
+    day) or ``"lcl-dtou-2013"`` (the ``-v1`` scenarios: each day's import price is the real Low
+    Carbon London dToU schedule of the 2013 day aligned to its date, the export price stays
+    Flux's; ``docs/scenarios.md``)."""
 
     def __post_init__(self):
         if not 0 < self.dt_h <= 24 or abs(24 / self.dt_h - round(24 / self.dt_h)) > 1e-9:
             raise ValueError(f"data.dt_h must divide 24 h, got {self.dt_h}")
         if any(s < 0 for s in self.split) or abs(sum(self.split) - 1) > 1e-9:
             raise ValueError(f"data.split must be three shares summing to 1, got {self.split}")
+        if self.prices not in TARIFFS:
+            raise ValueError(f"data.prices must be one of {sorted(TARIFFS)}, got {self.prices!r}")
 
 
 @dataclass(frozen=True)
@@ -108,16 +117,32 @@ SCENARIOS = {
 }
 
 
+def with_prices(config: ScenarioConfig, prices: str, name: str) -> ScenarioConfig:
+    """``config`` renamed ``name``, with ``data.prices`` set to ``prices`` (nothing else)."""
+    return replace(config, name=name, data=replace(config.data, prices=prices))
+
+
+#: The registered scenarios of the ``-v1`` environments: each scenario of :data:`SCENARIOS`
+#: with the day-varying LCL dToU import price (``data.prices = "lcl-dtou-2013"``), named
+#: ``<name>-dtou``. They have no YAML files of their own: each is its base scenario plus that
+#: one key (``load_scenario("ieee13-50", data={"prices": "lcl-dtou-2013"})`` is the same
+#: scenario under the base's name).
+DTOU_SCENARIOS = {f"{n}-dtou": with_prices(c, "lcl-dtou-2013", f"{n}-dtou")
+                  for n, c in SCENARIOS.items()}
+
+
 def load_scenario(name_or_path: str | Path, **overrides) -> ScenarioConfig:
-    """A registered scenario by name (``"ieee13-50"``) or a YAML file; ``overrides`` (nested
+    """A registered scenario by name (``"ieee13-50"``, ``"ieee13-50-dtou"``: :data:`SCENARIOS`,
+    :data:`DTOU_SCENARIOS`) or a YAML file; ``overrides`` (nested
     dicts of field values) are applied on top and validated the same way."""
-    if str(name_or_path) in SCENARIOS:
+    known = SCENARIOS | DTOU_SCENARIOS
+    if str(name_or_path) in known:
         if not overrides:
-            return SCENARIOS[str(name_or_path)]
-        return from_dict(ScenarioConfig, merge(asdict(SCENARIOS[str(name_or_path)]), overrides),
+            return known[str(name_or_path)]
+        return from_dict(ScenarioConfig, merge(asdict(known[str(name_or_path)]), overrides),
                          str(name_or_path))
     path = Path(name_or_path)
     if not path.is_file():
         raise ConfigError(f"no scenario {str(name_or_path)!r}: neither registered "
-                          f"({sorted(SCENARIOS)}) nor a YAML file")
+                          f"({sorted(known)}) nor a YAML file")
     return load_yaml(ScenarioConfig, path, overrides)

@@ -42,6 +42,8 @@ from ..registry import env_params
 GYM_IDS = {
     "gridedge/IEEE13-50-v0": "ieee13-50-v0",
     "gridedge/IEEE123-1000-v0": "ieee123-1000-v0",
+    "gridedge/IEEE13-50-v1": "ieee13-50-v1",
+    "gridedge/IEEE123-1000-v1": "ieee123-1000-v1",
 }
 """Gymnasium id -> :mod:`gridedge_env.registry` id."""
 

@@ -5,9 +5,13 @@ import csv
 import json
 
 import pytest
+import yaml
 
 from baselines.cli import compare_main
 from baselines.compare import Plan
+from gradmap_agents import protocol
+from gradmap_agents.config import load_config
+from gradmap_agents.runs import build_env
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +28,8 @@ def test_compare_writes_table_and_plots_and_resumes_without_redoing_runs(tmp_pat
     assert compare_main([*ARGS, "--out", str(out), "--json"]) == 0
     table = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for name in ("comparison.csv", "comparison.md", "comparison.json", "cost_vs_violation.png",
-                 "learning_curves_wall.png", "learning_curves_gradients.png"):
+                 "learning_curves_wall.png", "learning_curves_gradients.png",
+                 "captured_curves.png", "test_days_box.png"):
         assert (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader(open(out / "comparison.csv")))
     assert [r["method"] for r in rows] == ["gradmap", "gradma", "ippo", "mappo", "rule",
@@ -36,10 +41,15 @@ def test_compare_writes_table_and_plots_and_resumes_without_redoing_runs(tmp_pat
     ppo = json.loads((out / "runs" / "mappo-s0" / "result.json").read_text())
     assert ppo["iterations"] == 2 and len(ppo["history"]) == 2  # eval_every=1 reached MAPPO only
     nc = table["methods"]["no-control"]
-    assert nc["violation_magnitude"] > 1 and nc["time_to_target_s"] is None
+    assert nc["violation_magnitude"] > 1 and not nc["learned"] and "time_to_50" not in nc
+    # every learning run scored by the protocol; budget counters of every run
+    for r in rows[:4]:
+        assert 0 <= float(r["auc_wall"]) <= 1 and r["day_steps"] != "", r["method"]
+        assert float(r["cpu_seconds"]) > 0, r["method"]
+    assert float(rows[0]["day_steps"]) == 4 * 32 * 48  # 4 gradients of 32 days x 48 steps
     assert rows[6]["optimality_gap"] != ""  # the oracle reports its gap
     md = (out / "comparison.md").read_text()
-    assert "| oracle | 1 |" in md and "Target:" in md
+    assert "| oracle | 1 |" in md and "certified copper-plate bound" in md
     # every policy re-simulated with OpenDSS (the oracle's action sequences are not policies):
     # the same cost (no policy observes voltages here), voltages within the solvers' agreement
     for r in rows:
@@ -88,3 +98,42 @@ def test_bad_plans_are_named(tmp_path):
         Plan(None, (), ("rule",), 1, None, tmp_path, ray_cpus=0)
     with pytest.raises(ValueError, match="METHOD:KEY=VALUE"):
         Plan(None, (), ("ippo",), 1, None, tmp_path, method_sets=("rule:x=1",))
+    # a budget binds every method alike: no iteration cap beside it
+    with pytest.raises(ValueError, match="iteration cap"):
+        Plan(None, (), ("ippo",), 1, 1.0, tmp_path, method_sets=("ippo:iterations=5",))
+    with pytest.raises(ValueError, match="iteration cap"):
+        Plan(None, ("iterations=5",), ("gradmap",), 1, 1.0, tmp_path)
+    assert Plan(None, (), ("ippo",), 1, 1.0, tmp_path).sets_of("ippo") == [f"iterations={10**9}"]
+
+
+def test_levels_come_from_the_scenario_not_from_the_runs(tmp_path):
+    """The issue's measurement: two comparisons differing only in their method sets wrote
+    different targets. The protocol's levels are the same whatever is compared."""
+    common = ["--config", "ieee13-50", "--seeds", "1", "--logger", "none",
+              "--set", "iterations=2", "--set", "eval_every=1", "--json"]
+    tables = []
+    for i, methods in enumerate(("gradmap,no-control", "gradma,rule,no-control")):
+        assert compare_main([*common, "--methods", methods, "--out", str(tmp_path / f"c{i}")]) == 0
+        tables.append(json.loads((tmp_path / f"c{i}" / "comparison.json").read_text()))
+    assert tables[0]["levels"] == tables[1]["levels"]
+    lv = tables[0]["levels"]
+    assert lv["bound_cost"] < lv["no_control_cost"]
+    # and they are what the scenario alone gives, before any run
+    assert protocol.levels(build_env(load_config("ieee13-50"))).as_dict() == lv
+
+
+def test_fixed_penalty_variant_gives_every_method_the_scenario_multipliers(tmp_path):
+    out = tmp_path / "pen"
+    assert compare_main(["--config", "ieee13-50", "--seeds", "1", "--logger", "none",
+                         "--set", "iterations=2", "--set", "eval_every=1", "--methods",
+                         "gradmap,ippo", "--set-method", "ippo:iterations=1",
+                         "--fixed-penalty", "--out", str(out)]) == 0
+    table = json.loads((out / "comparison.json").read_text())
+    assert table["fixed_penalty"]
+    mu_v = 10 * (table["levels"]["no_control_cost"] - table["levels"]["bound_cost"]) \
+        / table["levels"]["no_control_voltage"]
+    cfg = yaml.safe_load((out / "runs" / "gradmap-s0" / "config.yaml").read_text())
+    assert cfg["dual"]["fixed"] and cfg["dual"]["init_voltage_gbp_per_pu"] == pytest.approx(mu_v)
+    assert cfg["dual"]["margin_pu"] == 0.0
+    for r in table["runs"]:
+        assert r["test_objective"] >= r["cost"]

@@ -40,7 +40,9 @@ ARGV = [
 ]
 """The command (``gradmap-compare --config ieee13-50`` + these, on one thread)."""
 
-TIMES = ("seconds", "wall_seconds", "train_seconds")
+TIMES = ("seconds", "time_to_", "auc_wall", "cross_levels")
+"""Keys of wall-clock quantities (training and CPU seconds, times to the protocol's levels, the
+area over the wall-time budget, the cross-level matrix of times): left out."""
 
 
 def _numbers(obj, prefix=""):
@@ -48,7 +50,7 @@ def _numbers(obj, prefix=""):
     out = {}
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if not any(t in str(k) for t in TIMES) and k != "time_to_target_s":
+            if not any(t in str(k) for t in TIMES):
                 out.update(_numbers(v, f"{prefix}{k}/"))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):

@@ -1,8 +1,10 @@
-"""The centralised oracle: feasible where no control is not, cheaper, above its lower bound."""
+"""The centralised oracle: feasible where no control is not, cheaper, above its certified lower
+bound."""
 
 import pytest
 
 from baselines.oracle import OracleConfig, oracle
+from gradmap_agents.bound import copper_plate_bound
 from gradmap_agents.evaluate import evaluate
 from gridedge_env.rollout import no_control
 
@@ -16,6 +18,9 @@ def test_oracle_is_feasible_cheaper_than_no_control_and_above_its_bound(env):
     assert out["cost"] < nc["cost"]
     assert out["lower_bound_cost"] <= out["cost"]
     assert 0 <= out["optimality_gap"] < 0.2
+    # the certified copper-plate bound, over the same (here: all converged) days
+    assert out["nonconverged"] == 0
+    assert out["lower_bound_cost"] == pytest.approx(copper_plate_bound(env, days).mean, rel=1e-12)
 
 
 def test_bad_config_is_named():

@@ -19,6 +19,7 @@ from baselines.ppo import PPOConfig, init_ppo
 from baselines.resim import MissingPolicy, policy_of, resimulate, save_obs_norm
 from baselines.rule import rule_based
 from baselines.sb3_ippo import ObsNorm, SB3Config, SB3Policy, policy_spec
+from gradmap_agents.config import DualConfig
 from gradmap_agents.evaluate import evaluate
 from gridedge_env.core import reset
 
@@ -26,7 +27,7 @@ from gridedge_env.core import reset
 @pytest.mark.parametrize("shared", [False, True])
 def test_ppo_actor_is_rebuilt_from_its_weights_and_config(env, tmp_path, shared):
     cfg = PPOConfig(variant="ippo", shared_actor=shared, hidden=(8,), seed=3)
-    actor = init_ppo(env, cfg).actor
+    actor = init_ppo(env, cfg, DualConfig()).actor
     with torch.no_grad():  # trained weights, not the initial ones a seed would rebuild
         for p in actor.parameters():
             p.add_(torch.randn_like(p))

@@ -11,13 +11,14 @@ from baselines.scaling import scaling_table
 
 def _comparison(d, n, ttt, budget=5.0):
     d.mkdir(parents=True)
-    agg = {"time_to_target_s": ttt, "train_seconds": 300.0, "cost": 9000.0 + n,
-           "violation_magnitude": 0.01, "violation_frequency": 1e-4, "opendss_cost": None,
+    agg = {"time_to_50": ttt, "train_seconds": 300.0, "cost": 9000.0 + n,
+           "voltage_violation_magnitude": 0.01, "line_violation_magnitude": 0.0,
+           "violation_frequency": 1e-4, "opendss_cost": None,
            "opendss_violation_magnitude": None, "learned": True}
-    fixed = {**agg, "time_to_target_s": None, "learned": False, "violation_magnitude": 0.0}
+    fixed = {**agg, "time_to_50": None, "learned": False, "voltage_violation_magnitude": 0.0}
     (d / "comparison.json").write_text(json.dumps({
         "env": "ieee123-1000", "n_agents": n, "budget_minutes": budget,
-        "methods": {"gradmap": agg, "gradma": {**agg, "time_to_target_s": None},
+        "methods": {"gradmap": agg, "gradma": {**agg, "time_to_50": None},
                     "oracle": fixed}}))
     return d
 
@@ -26,13 +27,13 @@ def test_points_are_sorted_by_agents_and_plotted(tmp_path, capsys):
     dirs = [_comparison(tmp_path / f"c{n}", n, 10.0 * n) for n in (300, 100, 1000)]
     table = scaling_table(dirs)
     assert [p["n_agents"] for p in table["points"]] == [100, 300, 1000]
-    assert table["points"][0]["methods"]["gradmap"]["time_to_target_s"] == 1000.0
+    assert table["points"][0]["methods"]["gradmap"]["time_to_50"] == 1000.0
     png = tmp_path / "scaling.png"
     assert scaling_main([*map(str, dirs), "--out", str(png), "--json"]) == 0
     assert png.stat().st_size > 0
     out = capsys.readouterr().out
     assert json.loads(out.strip().splitlines()[-1]) == table
-    assert "gradma      time to target       -" in out
+    assert "gradma      time to the 50 % level       -" in out
 
 
 def test_comparisons_it_cannot_place_are_named(tmp_path):

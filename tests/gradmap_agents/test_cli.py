@@ -44,7 +44,7 @@ def test_train_writes_checkpoint_metrics_plots(run):
               "test/line_overload_frequency", "test/v_min_pu", "test/v_max_pu",
               "test/voltage_violation_magnitude", "test/line_violation_magnitude",
               "no_control/cost", "no_control/violation_magnitude", "train/wall_seconds",
-              "train/env_gradients", "train/time_to_target_s"):
+              "train/env_gradients", "train/time_to_50"):
         assert k in ev, k
     assert ev["train/env_gradients"] == 6 and ev["n_test_days"] == 55
     for f in ("checkpoint.safetensors", "config.yaml", "train.csv", "validation.csv",
@@ -266,3 +266,21 @@ def test_max_minutes_stops_with_a_checkpoint_to_continue(tmp_path, capsys):
     assert "continue with: gradmap-train --resume" in capsys.readouterr().out
     assert checkpoint.read(out / "checkpoint.safetensors")[1]["iteration"] == 1
     assert not (out / "eval.json").exists()
+
+
+def test_eval_day_plots_the_kth_test_day_without_evaluating(run, tmp_path, capsys):
+    before = (run / "eval.json").read_bytes()
+    assert cli.eval_main([str(run), "--day", "18"]) == 0
+    assert capsys.readouterr().out.strip() == str(run / "day_18.png")
+    assert (run / "day_18.png").stat().st_size > 10_000
+    assert (run / "eval.json").read_bytes() == before  # a plot, not an evaluation
+    assert cli.eval_main(["--run", str(run), "--day", "55", "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "day_55.png").is_file()
+    for k in ("0", "56"):
+        with pytest.raises(SystemExit, match=rf"--day {k}: .* has 55 test days, numbered 1 to 55"):
+            cli.eval_main([str(run), "--day", k])
+    for argv in ([], [str(run), "--run", str(run)], [str(run), "--out", str(tmp_path)],
+                 [str(run), "--day", "1", "--opendss"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.eval_main(argv)
+        assert exc.value.code == 2, argv  # argparse's usage error, one line on stderr

@@ -35,3 +35,27 @@ def test_voltage_and_line_metrics_in_their_own_units():
     assert c.unbalance.shape == step.constraints.unbalance.shape and c.unbalance.shape[-1] > 0
     torch.testing.assert_close(c.unbalance, step.constraints.unbalance, rtol=0, atol=2e-8)
     assert 0 < m["vuf_mean"] <= m["vuf_max"] < 0.2
+
+
+def test_power_flow_conditioning_metrics_over_converged_day_steps():
+    env = env_params("ieee13-50-v0")
+    with torch.no_grad():
+        roll = rollout(env, env.scenario.split.test[:2], no_control(env))
+    m = metrics(env, roll)
+    keys = ("pf_iterations_mean", "pf_iterations_max", "pf_contraction_mean", "pf_contraction_max")
+    assert all(isinstance(m[k], float) and m[k] == m[k] and abs(m[k]) < float("inf") for k in keys)
+    assert m["pf_iterations_mean"] == float(roll.pf_iterations.double().mean())
+    assert m["pf_iterations_max"] == float(roll.pf_iterations.max())
+    assert m["pf_contraction_max"] == float(roll.pf_contraction.max())
+    assert 0 < m["pf_contraction_mean"] <= m["pf_contraction_max"] < 1
+    # a day-step flagged non-converged leaves the record, a NaN rate is skipped
+    bad = roll.converged.clone()
+    bad[0, 5] = False
+    it, rate = roll.pf_iterations.clone(), roll.pf_contraction.clone()
+    it[0, 5], rate[0, 5], rate[1, 7] = 999, 50.0, float("nan")
+    m2 = metrics(env, roll._replace(converged=bad, pf_iterations=it, pf_contraction=rate))
+    keep = bad.clone()
+    keep[1, 7] = False
+    assert m2["pf_iterations_max"] == float(roll.pf_iterations[bad].max())
+    assert m2["pf_contraction_max"] == float(roll.pf_contraction[keep].max())
+    assert m2["pf_contraction_mean"] == float(roll.pf_contraction[keep].double().mean())

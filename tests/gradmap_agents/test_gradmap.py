@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gradmap_agents.dual import Duals, dual_ascent, init_duals, penalty
+from gradmap_agents.dual import SCHEMES, Duals, dual_ascent, init_duals, penalty, tightened
 from gradmap_agents.gradmap import (
     environment_gradient,
     gradma_update,
@@ -17,6 +17,7 @@ from gradmap_agents.gradmap import (
 from gradmap_agents.policy import StackedPolicy, kind_groups
 from gridedge_env.costs import Constraints
 from gridedge_env.registry import env_params
+from gridedge_env.rollout import no_control, rollout
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,43 @@ def test_dual_ascent_granularities(gran, shape):
     assert penalty(new, cons).shape == (4,)
     with pytest.raises(ValueError, match="granularity"):
         init_duals(_sized(48, 41, 30), "bus", 1.0, 1.0)
+
+
+def test_signed_multipliers_fall_where_limits_hold_and_rising_ones_never_do(env):
+    """The issue's point 3: with exceedances (``relu``) a multiplier can only grow; with the
+    signed constraint functions it falls where the limit holds with slack."""
+    days = torch.arange(4)
+    roll = rollout(env, days, no_control(env))
+    d0 = init_duals(env, "node_time", 100.0, 10.0)
+    cons = {s: tightened(env, roll.v_pu, roll.line_loading, 0.003, 0.03, scheme=s)
+            for s in SCHEMES}
+    # signed terms are the constraint functions: exceedance where positive, slack below zero
+    over = env.scenario.config.limits.v_max_pu - 0.003
+    node = env.node_mask.bool()
+    torch.testing.assert_close(cons["signed"].v_over_pu[..., node], roll.v_pu[..., node] - over)
+    torch.testing.assert_close(cons["rising"].v_over_pu, cons["signed"].v_over_pu.clamp_min(0))
+    new = {s: dual_ascent(d0, c, 1e3, 1e3, 1e6) for s, c in cons.items()}
+    assert float((new["rising"].v_over_pu - d0.v_over_pu).min()) >= 0
+    fell = new["signed"].v_over_pu < d0.v_over_pu
+    slack = (cons["signed"].v_over_pu.mean(0) < 0) & node  # on average inside the limit
+    assert bool(fell[slack].all()) and int(fell.sum()) > 0
+    assert float(new["signed"].v_under_pu.min()) >= 0  # projected onto mu >= 0
+    # the Lagrangian weighs the signed terms: at the same multipliers slack lowers it
+    assert bool((penalty(d0, cons["signed"]) < penalty(d0, cons["rising"])).all())
+    with pytest.raises(ValueError, match="scheme"):
+        tightened(env, roll.v_pu, roll.line_loading, scheme="falling")
+
+
+def test_gradma_rms_normalisation_scales_its_step_not_its_direction(env):
+    duals = init_duals(env, "node_time", 100.0, 10.0)
+    grads = {}
+    for scale in ("none", "rms"):
+        pol = _policy(env, seed=3)
+        opt = torch.optim.SGD(pol.parameters(), lr=0.0)  # keep the parameters: read .grad
+        eg = gradma_update(env, pol, opt, torch.arange(2), duals, grad_scale=scale)
+        grads[scale] = torch.cat([p.grad.flatten() for p in pol.parameters()])
+    rms = float(eg.g.pow(2).mean().sqrt())
+    torch.testing.assert_close(grads["rms"] * rms, grads["none"])
 
 
 @pytest.mark.parametrize("method", ["gradma", "gradmap"])

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gridedge_env.registry import env_params
-from gridedge_env.rollout import rollout
+from gridedge_env.rollout import no_control, rollout
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,46 @@ def test_nan_actions_are_an_error(params):
     with pytest.raises(ValueError, match="NaN/inf actions at step 0"):
         rollout(params, params.scenario.split.train[:1],
                 lambda o, t, s: torch.full(o.shape[:2], float("nan"), dtype=o.dtype))
+
+
+def test_power_flow_iterations_and_contraction_of_every_day_step():
+    """Both paths carry each (day, step)'s power-flow record, equal to a direct solve of the
+    same injections, detached even when the rollout is differentiated."""
+    env = env_params("ieee13-50-v0")
+    days = env.scenario.split.test[:2]
+    with torch.no_grad():
+        a = rollout(env, days, no_control(env))
+        b = rollout(env, days, no_control(env), path="stepwise")
+    n_t = env.n_steps
+    assert a.pf_iterations.shape == a.pf_contraction.shape == (2, n_t)
+    assert torch.equal(a.pf_iterations, b.pf_iterations)
+    torch.testing.assert_close(a.pf_contraction, b.pf_contraction, rtol=1e-6, atol=0)
+    s = torch.complex(a.p_agent_kw, a.q_agent_kvar).reshape(2 * n_t, -1)
+    r = env.powerflow.solve(s, load_scale=0.0, at=env.agent_node)
+    assert torch.equal(r.iterations.reshape(2, n_t), a.pf_iterations)
+    torch.testing.assert_close(r.contraction.reshape(2, n_t), a.pf_contraction, rtol=1e-6, atol=0)
+    assert bool(((a.pf_contraction > 0) & (a.pf_contraction < 1)).all())
+    w, pol = linear_policy(env)
+    for path in ("whole_day", "stepwise"):
+        g = rollout(env, days[:1], pol, perturb=True, path=path)
+        assert g.cost.requires_grad and g.p_agent_kw.requires_grad
+        assert not (g.pf_iterations.requires_grad or g.pf_contraction.requires_grad
+                    or g.q_agent_kvar.requires_grad)
+
+
+@pytest.mark.slow
+def test_fused_step_reports_its_unrolled_iterations_and_last_rate():
+    """A compiled environment's stepwise rollout takes the fused step: it reports the
+    iterations it unrolled and the rate at the last; where that is the iteration the eager
+    solve stopped at, the rate is the eager one."""
+    eager, fused = env_params("ieee13-50-v0"), env_params("ieee13-50-v0", compile=True)
+    days = eager.scenario.split.test[:2]
+    with torch.no_grad():
+        e = rollout(eager, days, no_control(eager), path="stepwise")
+        f = rollout(fused, days, no_control(fused), path="stepwise")
+    assert bool((f.pf_iterations >= e.pf_iterations).all())
+    assert bool((f.pf_iterations == fused.compiled["unroll"]).any())  # fused steps happened
+    assert bool(torch.isfinite(f.pf_contraction).all())
+    same = f.pf_iterations == e.pf_iterations
+    assert bool(same.any())
+    torch.testing.assert_close(f.pf_contraction[same], e.pf_contraction[same], rtol=1e-5, atol=0)

@@ -1,18 +1,30 @@
-"""Scenario configs, placement and the no-control violation statistics."""
+"""Scenario configs, placement, the no-control violation statistics and the -v1 (dToU) scenarios."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gridedge_env.analysis import violation_stats
 from gridedge_env.config import ConfigError
+from gridedge_env.core import reset, step
+from gridedge_env.data import (
+    LCL_DTOU_2013,
+    LCL_DTOU_LEVELS_GBP_PER_KWH,
+    OCTOPUS_FLUX_2023,
+    align_days,
+)
 from gridedge_env.feeders import load_feeder
+from gridedge_env.registry import env_params, registry
 from gridedge_env.scenarios import (
+    DTOU_SCENARIOS,
     SCENARIOS,
     build_scenario,
     load_scenario,
     place_agents,
+    with_prices,
 )
 from gridedge_env.scenarios.placement import largest_remainder, spot_load_kw_per_node
 
@@ -111,3 +123,82 @@ def test_agents_are_numbered_kind_by_kind_carrying_their_draws():
     prof = load_bundled(int(round(cfg.data.dt_h * 60)))
     a = assign_agents(cfg.n_agents, prof.n_households, prof.n_pv, cfg.seed, scale_range=(1, 1))
     torch.testing.assert_close(scn.assignment.household, a.household[torch.as_tensor(order)])
+
+
+# ---- -v1: the day-varying LCL dToU import price ------------------------------------------------
+
+V1_PAIRS = sorted((i, i[:-1] + "1") for i in registry if i.endswith("-v0"))
+
+
+@pytest.fixture(scope="module")
+def v0_v1():
+    return build_scenario(load_scenario("ieee13-50")), build_scenario(load_scenario("ieee13-50-dtou"))
+
+
+@pytest.mark.parametrize("v0, v1", V1_PAIRS)
+def test_every_v0_has_a_v1_that_changes_only_the_prices(v0, v1):
+    assert v1 in registry
+    base = load_scenario(registry[v0].scenario)
+    cfg = load_scenario(registry[v1].scenario)
+    assert cfg == with_prices(base, "lcl-dtou-2013", f"{base.name}-dtou")
+    assert cfg.data.prices == "lcl-dtou-2013" and base.data.prices == "octopus-flux-2023"
+    assert dataclasses.replace(cfg, name=base.name) == load_scenario(
+        base.name, data={"prices": "lcl-dtou-2013"})
+    assert set(DTOU_SCENARIOS) == {f"{n}-dtou" for n in SCENARIOS}
+
+
+def test_v1_import_price_is_the_aligned_dtou_day_and_all_else_is_v0(v0_v1):
+    a, b = v0_v1
+    pa, pb = a.profiles, b.profiles
+    # -v0 keeps the clock tariff, the same every day
+    flux_imp, flux_exp = OCTOPUS_FLUX_2023.day_prices(pa.n_days, 30, torch.float64)
+    assert torch.equal(pa.price_gbp_per_kwh, flux_imp)
+    # -v1: each day is the schedule day of the alignment rule, exactly the trial's 3 levels
+    sched = LCL_DTOU_2013.schedule
+    want = sched.prices()[align_days(pb.dates, sched.dates)]
+    np.testing.assert_array_equal(pb.price_gbp_per_kwh.numpy(), want)
+    levels = torch.unique(pb.price_gbp_per_kwh).tolist()
+    assert levels == sorted(LCL_DTOU_LEVELS_GBP_PER_KWH.values())
+    # days differ: 153 of the 365 days of 2013 had low or high half-hours, in 46 patterns
+    assert len(torch.unique(pb.price_gbp_per_kwh, dim=0)) > 40
+    assert 0.35 < (pb.price_gbp_per_kwh != 0.1176).any(1).double().mean() < 0.5
+    # export at the trial's low level, never above import (docs/data.md decision); -v0 Flux's
+    assert torch.equal(pa.export_price_gbp_per_kwh, flux_exp)
+    torch.testing.assert_close(pb.export_price_gbp_per_kwh,
+                               torch.full_like(pb.export_price_gbp_per_kwh, 0.0399))
+    assert torch.all(pb.export_price_gbp_per_kwh <= pb.price_gbp_per_kwh)
+    # everything else is the -v0 scenario's
+    for f in ("demand_kw", "pv_kw_per_kwp", "temp_out_c"):
+        assert torch.equal(getattr(pa, f), getattr(pb, f))
+    assert pa.dates == pb.dates
+    np.testing.assert_array_equal(a.placement.node, b.placement.node)
+    np.testing.assert_array_equal(a.placement.kind, b.placement.kind)
+    for x, y in zip(a.household + a.battery + a.heat_pump + a.generator,
+                    b.household + b.battery + b.heat_pump + b.generator, strict=True):
+        assert torch.equal(x, y)
+    assert all(torch.equal(x, y) for x, y in zip(a.split, b.split, strict=True))
+
+
+def test_v1_price_observation_is_the_days_dtou_price_at_every_step():
+    env = env_params("ieee13-50-v1")
+    prof = env.scenario.profiles
+    sched = LCL_DTOU_2013.schedule
+    aligned = align_days(prof.dates, sched.dates)
+    levels = sched.level_index[aligned]  # (D, T): 0 low, 1 normal, 2 high
+    days = torch.as_tensor([np.flatnonzero((levels == 2).any(1))[0],
+                            np.flatnonzero((levels == 0).any(1))[-1],
+                            np.flatnonzero((levels == 1).all(1))[0]])
+    want = torch.as_tensor(sched.prices()[aligned[days.numpy()]])  # (B, T) GBP/kWh
+    state, obs = reset(env, len(days), days=days)
+    seen = [obs]
+    for _ in range(env.n_steps - 1):
+        state, out = step(env, state, torch.zeros(len(days), env.n_agents, dtype=torch.float64))
+        seen.append(out.obs)
+    price = torch.stack([o[..., 2] for o in seen], dim=1) * 0.5  # (B, T, N) price / 0.5
+    torch.testing.assert_close(price, want[..., None].expand_as(price), rtol=1e-15, atol=0)
+    assert len(torch.unique(want)) == 3 and len(torch.unique(want, dim=0)) == 3
+
+
+def test_bad_price_source_is_named():
+    with pytest.raises(ConfigError, match=r"data\.prices must be one of .*'lcl-dtou-2013'.*'agile'"):
+        load_scenario("ieee13-50", data={"prices": "agile"})

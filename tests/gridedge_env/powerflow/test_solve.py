@@ -266,12 +266,12 @@ def test_unrolled_solve_matches_solve_and_flags_too_few_iterations(ieee13):
     ref = pf.solve(s, load_scale=0.0, at=torch.tensor(nodes))
     s_va = torch.zeros(5, pf.n_ports, 2, dtype=torch.float64)
     s_va[:, pf.ports_of(nodes)] = torch.view_as_real(s) * 1e3
-    v, v_pu, _, loading, converged, last = unrolled_solve(net, s_va, 40, 1e-10, 1e-14)
+    v, v_pu, _, loading, converged, last, _ = unrolled_solve(net, s_va, 40, 1e-10, 1e-14)
     assert converged.all()
     torch.testing.assert_close(torch.view_as_complex(v.contiguous()), ref.v, rtol=0, atol=1e-6)
     torch.testing.assert_close(v_pu, ref.v_pu, rtol=0, atol=1e-10)
     torch.testing.assert_close(loading, ref.line_loading, rtol=1e-9, atol=1e-10)
-    *_, converged3, last3 = unrolled_solve(net, s_va, 3, 1e-10, 1e-14)
+    *_, converged3, last3, _ = unrolled_solve(net, s_va, 3, 1e-10, 1e-14)
     assert not converged3.any() and (last3 > 1e-10).all()
 
 
