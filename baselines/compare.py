@@ -23,7 +23,7 @@ objective, cost + the scenario's fixed multipliers x violation.
 
 Methods: ``gradmap`` and ``gradma`` train through the run API
 (:func:`gradmap_agents.runs.train_run`: the same configuration, with ``algo.method`` and ``seed``
-set, and the budget as its ``max_seconds``), MAPPO and IPPO through :func:`.ppo.train_ppo`,
+set, and the budget as its ``max_train_seconds``), MAPPO and IPPO through :func:`.ppo.train_ppo`,
 both with callbacks and the same dual settings (the config's ``dual``); ``rule``,
 ``no-control`` and ``oracle`` are deterministic and run once.
 """
@@ -253,7 +253,7 @@ def _learned(plan: Plan, method, seed, cfg, env, run_dir: Path) -> dict:
             s = checkpoint.load(ckpt, env, run_cfg)
         else:
             s = train_run(run_dir, run_cfg, env=env, resume=ckpt.exists(), logger=plan.logger,
-                          max_seconds=budget, evaluate=False).state
+                          max_train_seconds=plan.budget_s, evaluate=False).state
         report = evaluate_run(run_dir, env, run_cfg, s)
     except (FloatingPointError, checkpoint.CheckpointError) as exc:
         return {"method": method, "seed": seed, "failed": f"{type(exc).__name__}: {exc}"}

@@ -4,10 +4,13 @@ A **trial** is one method at one sampled configuration, trained with every seed 
 comparison's budget through :func:`.compare.run_compare` (a :class:`.compare.Plan` with
 ``methods=(method,)`` and the sampled values as ``method_sets``) into
 ``<sweep folder>/<method>/<trial key>``, the key a short hash of the sampled values. Its
-**objective** is the mean over seeds of each run's validation score ``auc_wall``
-(:func:`gradmap_agents.protocol.auc`: the normalised area under the best feasible captured
-share of the cost gap over the wall-time budget, in [0, 1], higher is better); a run that
-failed (diverged) scores 0, like a run that never became feasible. Test metrics are never read.
+**objective** is the mean over seeds of each run's validation score ``auc_wall_penalised``
+(:func:`gradmap_agents.protocol.auc` with ``penalised=True``: the normalised area under the best
+captured share of the penalised objective ``J = cost + mu_V V + mu_L L``, the scenario's fixed
+multipliers, over the wall-time budget, in [0, 1], higher is better); a run that failed
+(diverged) scores 0. Test metrics are never read. **Decision:** not the cost-gap ``auc_wall``:
+on ieee13-50-v1 no feasible point of GradMAP beat no control's cost within the budget, so that
+area was 0 for every run and could not rank configurations (``docs/sweeps.md``).
 
 Configurations are drawn by Optuna's random search (``RandomSampler``, reseeded per trial from
 the sweep's seed and the trial number, so the draws do not depend on where a sweep was
@@ -100,7 +103,7 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 environment gradient (no sample reuse); ``clip-only``: the clipped surrogate without its
 proximal term (``eta = 1e9``: the term ``d^2 / (2 eta)`` is below 1e-9 per unit action
 change); ``proximal-only``: the plain proximal surrogate, no clipping."""
-OBJECTIVE = "auc_wall"
+OBJECTIVE = "auc_wall_penalised"
 """The validation score of a run row (``table["runs"]`` of :func:`.compare.run_compare`)."""
 
 

@@ -59,12 +59,16 @@ class RunResult(NamedTuple):
 
 def train_run(run_dir: Path, cfg: TrainConfig, *, env=None, resume: bool = False,
               logger: str = "csv", max_seconds: float | None = None, evaluate: bool = True,
-              progress_fn: Callable[[dict], None] | None = None) -> RunResult:
+              progress_fn: Callable[[dict], None] | None = None,
+              max_train_seconds: float | None = None) -> RunResult:
     """Train (``resume``: continue from the run's checkpoint) in ``run_dir``, then evaluate.
 
     ``env``: the environment to train on (default :func:`build_env` of ``cfg``); ``logger``:
     ``"csv"``, ``"none"`` (CSV only) or ``"wandb"`` (and CSV); ``max_seconds``: stop after a
-    checkpoint once this much wall time has passed; ``evaluate``: on finishing, evaluate on the
+    checkpoint once this much wall time has passed (everything: validation, checkpoints);
+    ``max_train_seconds``: stop after a checkpoint once the run's training seconds (validation
+    excluded, across resumes: ``TrainState.train_seconds``) pass this, the budget every method
+    of a comparison gets; ``evaluate``: on finishing, evaluate on the
     test days (:func:`evaluate_run`) and log the report as the run's summary;
     ``progress_fn(metrics)`` after every iteration. The environment is built (and so its
     ``env_overrides`` validated: ``ConfigError``) before ``run_dir`` is created, so a bad
@@ -80,13 +84,17 @@ def train_run(run_dir: Path, cfg: TrainConfig, *, env=None, resume: bool = False
                     name=run_dir.name)
     t_start = time.monotonic()
 
+    trained = [state.train_seconds if state else 0.0]  # training seconds after the last iteration
+
     def progress(m):
+        trained[0] = m["train/wall_seconds"]
         log.log(m)
         if progress_fn is not None:
             progress_fn(m)
 
     def should_stop():
-        return max_seconds is not None and time.monotonic() - t_start > max_seconds
+        return ((max_seconds is not None and time.monotonic() - t_start > max_seconds)
+                or (max_train_seconds is not None and trained[0] > max_train_seconds))
 
     try:
         s = train(env, cfg, state=state, progress_fn=progress, should_stop=should_stop,

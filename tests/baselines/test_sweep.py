@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from baselines import cli
 from baselines.cli import sweep_main
 from baselines.sweep import (
+    OBJECTIVE,
     SEARCH_SPACES,
     Sweep,
     choose,
@@ -52,7 +53,7 @@ def test_sweep_selects_on_validation_resumes_and_reruns_interrupted_trials(tmp_p
         folder = sw.out / t["out"]
         assert folder == sw.trial_dir("gradmap", t["params"]) and folder.name == trial_key(t["params"])
         table = json.loads((folder / "comparison.json").read_text())
-        assert t["seed_objectives"] == [r["auc_wall"] for r in table["runs"]]
+        assert t["seed_objectives"] == [r[OBJECTIVE] for r in table["runs"]]
         assert 0 <= t["mean"] <= 1 and t["ci95"] is None  # one seed: no interval
         algo = _run_config(folder)["algo"]
         assert {f"algo.{k}": algo[k] for k in ("lr", "eta", "eps", "epochs")} == t["params"]
@@ -122,10 +123,10 @@ def test_ablations_at_the_chosen_values_and_ppo_with_its_critic_rate_tied(tmp_pa
 
 def test_the_objective_reads_validation_scores_only():
     table = {"runs": [  # seed 1 has the better test cost and the worse validation score
-        {"method": "gradmap", "seed": 1, "failed": "", "auc_wall": 0.2, "final_captured": 0.3, "cost": 1.0},
-        {"method": "gradmap", "seed": 0, "failed": "", "auc_wall": 0.5, "final_captured": 0.6, "cost": 9.0},
+        {"method": "gradmap", "seed": 1, "failed": "", OBJECTIVE: 0.2, "final_captured": 0.3, "cost": 1.0},
+        {"method": "gradmap", "seed": 0, "failed": "", OBJECTIVE: 0.5, "final_captured": 0.6, "cost": 9.0},
         {"method": "gradmap", "seed": 2, "failed": "FloatingPointError: diverged"},
-        {"method": "mappo", "seed": 0, "failed": "", "auc_wall": 0.9, "final_captured": 0.9, "cost": 0.0}]}
+        {"method": "mappo", "seed": 0, "failed": "", OBJECTIVE: 0.9, "final_captured": 0.9, "cost": 0.0}]}
     s = seed_scores(table, "gradmap")
     assert s["seed_objectives"] == [0.5, 0.2, 0.0]  # by seed; a failed run scores 0
     assert s["final_captured"] == [0.6, 0.3, None]

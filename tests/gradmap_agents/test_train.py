@@ -9,7 +9,7 @@ import torch
 from gradmap_agents import train as train_mod
 from gradmap_agents.config import load_config
 from gradmap_agents.evaluate import evaluate, metrics
-from gradmap_agents.runs import build_env
+from gradmap_agents.runs import build_env, train_run
 from gradmap_agents.train import NonConvergenceError, init_state, iterate, train
 from gridedge_env.rollout import no_control
 
@@ -98,3 +98,14 @@ def test_nonfinite_duals_are_divergence(env, monkeypatch):
     monkeypatch.setattr(train_mod, "dual_ascent", poisoned)
     with pytest.raises(FloatingPointError, match="duals line_over became non-finite at iteration 1"):
         iterate(env, cfg, s)
+
+
+def test_a_training_budget_counts_training_seconds_only(env, tmp_path):
+    """The comparison's budget: validation, checkpoints and start-up are not counted, so every
+    method gets the same training seconds (PPO's budget counts the same)."""
+    cfg = _cfg(iterations=10**9, eval_every=1, checkpoint_every=1)
+    s = train_run(tmp_path / "r", cfg, env=env, logger="none", max_train_seconds=1.0,
+                  evaluate=False).state
+    assert 1.0 < s.train_seconds < 1.0 + 2 * s.train_seconds / s.iteration + 0.5
+    # every iteration here is validated and checkpointed, so far more wall time went by
+    assert s.history[-1]["train/wall_seconds"] == s.train_seconds
