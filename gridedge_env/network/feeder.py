@@ -51,8 +51,11 @@ class Feeder:
     source_emf_v: ``(k,)`` complex EMF behind the source impedance, volts, one per source conductor.
     lines: indices into ``elements`` of the lines and switches whose currents are reported.
     line_normamps: ``(n_lines,)`` normal ampere rating of each line (OpenDSS ``normamps``).
-    load_names: ``(n_loads,)`` names of the feeder's own loads (``"load.671"``).
-    load_params: per load, what the exporter needs (bus spec, conn, kV, kW, kvar, model).
+    load_names: ``(n_loads,)`` names of the feeder's own loads (``"load.671"``), and of its
+        generation (``"generator.g1"``, ``"pvsystem.pv1"``, ``"storage.s1"``): terms with
+        negative consumption at their snapshot output, which ``load_scale`` scales like loads.
+    load_params: per load, what the exporter needs (bus spec, conn, kV, kW, kvar, model);
+        generation carries ``"kind"`` (``"generator"``, ``"pvsystem"``, ``"storage"``).
     term_a, term_b: ``(n_terms,)`` node indices of each load term (``term_b = -1``: ground).
     term_load: ``(n_terms,)`` index of the load each term belongs to.
     term_zip_kva: ``(n_terms, 3)`` complex power consumed at nominal voltage, kVA, split into

@@ -1,10 +1,11 @@
 """Cross-check :class:`~gridedge_env.PowerFlow` against OpenDSS on the same scenarios.
 
 Both engines solve the feeder at its nominal loads and at ``K`` random scenarios sized to the
-circuit (:func:`random_scenarios`: every load scaled by its own factor, plus wye injections at a
-few random grounded nodes, of a size relative to the feeder's loads). OpenDSS runs with controls
-off (taps frozen at the feeder's), tolerance 1e-12 (1e-10 for a scenario it cannot bring to
-1e-12), and loads that stay in their model outside the default voltage band
+circuit (:func:`random_scenarios`: every load scaled by its own factor, generation held at its
+snapshot output, plus wye injections at a few random grounded nodes, of a size relative to the
+feeder's loads). OpenDSS runs with controls off (taps and capacitor states frozen at the
+feeder's), tolerance 1e-12 (1e-10 for a scenario it cannot bring to 1e-12), and loads and
+generation that stay in their model outside the default voltage band
 (``vminpu=0 vmaxpu=10 vlowpu=0``). A scenario either engine does not solve is reported
 (:attr:`Comparison.unsolved`) and left out of the worst-case figures.
 
@@ -29,7 +30,8 @@ import torch
 from ..network.feeder import Feeder
 from ..powerflow import PowerFlow
 from .exporter import export_opendss, load_parts
-from .importer import opendss_engine, stage_master
+from .importer import GENERATION_MODELS, opendss_engine
+from .staging import stage_master
 
 #: Gates of the test suite's comparisons of the bundled feeders with OpenDSS, each set from the
 #: measured error budget (docs/powerflow.md: worst figure over seeds, load models and both of our
@@ -99,10 +101,13 @@ def random_scenarios(feeder: Feeder, k: int, seed: int, n_inj: int = 8, load_hig
 
     Each load is scaled by its own factor in ``[0.5, load_high]``; ``j <= n_inj`` random
     grounded, non-source nodes carry up to ``±injection_size_kw`` kW and 0.4 times that in kvar.
+    Generators, PV systems and storage (``load_params[i]["kind"]``) stay at their snapshot
+    output (factor 1).
     """
     rng = np.random.default_rng(seed)
     scale = np.ones((k + 1, feeder.n_loads))
     scale[1:] = rng.uniform(0.5, max(load_high, 0.5), size=(k, feeder.n_loads))
+    scale[:, [p.get("kind", "load") != "load" for p in feeder.load_params]] = 1.0
     excluded = np.concatenate([feeder.source_nodes, feeder.floating_nodes()])
     candidates = np.setdiff1d(np.arange(feeder.n_nodes), excluded)
     nodes = np.sort(rng.choice(candidates, size=min(n_inj, len(candidates)), replace=False))
@@ -133,13 +138,21 @@ def _compile(dss, feeder: Feeder, master: Path | None, tmp: Path, load_model: st
         return [(name, s, li) for name, s, _, li in load_parts(feeder, load_model)]
     dss.Text.Command("clear")
     dss.Text.Command(f'compile "{stage_master(master.resolve(), tmp)}"')
+    dss.Text.Command("set mode=snapshot")  # a script may leave a time-series mode
     dss.Text.Command("set controlmode=off")
     for name, taps in feeder.taps.items():
         dss.Text.Command(f"transformer.{name}.taps=[{' '.join(repr(float(t)) for t in taps)}]")
+    for el in feeder.elements:  # capacitor states as the import settled them
+        if el.cls == "capacitor" and "states" in el.params:
+            dss.Text.Command(f"{el.name}.states={el.params['states']}")
     model = " model=1" if load_model == "pq" else ""
     dss.Text.Command(f"batchedit load..* vminpu=0 vmaxpu=10 vlowpu=0{model}")
+    kinds = {p.get("kind", "load") for p in feeder.load_params}
+    for cls in kinds & set(GENERATION_MODELS):  # stay in model; held at their snapshot output
+        dss.Text.Command(f"batchedit {cls}..* vminpu=0 vmaxpu=10{model}")
     return [(n.split(".", 1)[1], complex(p["kw"], p["kvar"]), li)
-            for li, (n, p) in enumerate(zip(feeder.load_names, feeder.load_params, strict=True))]
+            for li, (n, p) in enumerate(zip(feeder.load_names, feeder.load_params, strict=True))
+            if p.get("kind", "load") == "load"]
 
 
 def opendss_solutions(feeder: Feeder, load_scale, inj_nodes, s_kva, load_model: str,

@@ -9,6 +9,11 @@ element, so any scenario the solver sees can be re-solved by OpenDSS:
 - transformers and capacitors from the OpenDSS properties the importer kept, transformer taps as
   the feeder has them now (see :meth:`Feeder.with_taps`);
 - the loads, scaled per load, plus optional wye injections ``inj_<bus>_<phase>``;
+- generators, PV systems and storage (``load_params[i]["kind"]``) at their imported snapshot
+  output, as OpenDSS Generators (:func:`generation_parts`: model 1 for the constant-power part,
+  model 2 for a constant-impedance part, voltage band ``vminpu=0 vmaxpu=10`` so they stay in
+  model as in the solver); a PV system or storage element is therefore re-imported as a
+  generator;
 - every bus's voltage base (``SetkVBase``), bus coordinates (``SetBusXY``) and
   ``Set ControlMode=OFF``: controls are not exported, taps and capacitor states are fixed.
 
@@ -181,6 +186,8 @@ def load_parts(f: Feeder, load_model: str) -> list[tuple[str, complex, int, int]
     np.add.at(zip_kva, f.term_load, f.term_zip_kva)
     out = []
     for li, name in enumerate(f.load_names):
+        if f.load_params[li].get("kind", "load") != "load":
+            continue  # generation: _generation
         short = name.split(".", 1)[1]
         if load_model == "opendss":
             model = int(f.load_params[li].get("model", 1))
@@ -212,6 +219,44 @@ def _loads(f: Feeder, scale: np.ndarray, load_model: str) -> list[str]:
         out.append(f"New Load.{name} bus1={p['bus1']} phases={p['phases']} conn={p['conn']} "
                    f"kv={_num(p['kv'])} kw={_num(s.real)} kvar={_num(s.imag)} "
                    f"model={model}{extra}{band}")
+    return out
+
+
+def generation_parts(f: Feeder, load_model: str) -> list[tuple[str, complex, int, int]]:
+    """The OpenDSS Generators the export writes for the feeder's generators, PV systems and
+    storage (``load_params[i]["kind"]``): ``(name, kVA delivered at scale 1, OpenDSS generator
+    model, load index)``. Each is written at its snapshot output as a Generator named
+    ``<short name>`` (generators) or ``<kind>_<short name>`` (others): its constant-power part
+    as model 1 and its constant-impedance part (if any, and not ``load_model="pq"``) as model 2
+    ``<name>_z``, which OpenDSS solves exactly as the imported element."""
+    zip_kva = np.zeros((f.n_loads, 3), dtype=np.complex128)
+    np.add.at(zip_kva, f.term_load, f.term_zip_kva)
+    out = []
+    for li, (name, p) in enumerate(zip(f.load_names, f.load_params, strict=True)):
+        kind = p.get("kind", "load")
+        if kind == "load":
+            continue
+        if zip_kva[li, 1] != 0:
+            raise ValueError(f"cannot export {name}: a generation element with a constant-current "
+                             "part has no OpenDSS Generator model")
+        cls, short = name.split(".", 1)
+        gen = short if cls == "generator" else f"{cls}_{short}"
+        if load_model == "pq":
+            out.append((gen, -complex(zip_kva[li].sum()), 1, li))
+            continue
+        out.append((gen, -complex(zip_kva[li, 0]), 1, li))
+        if zip_kva[li, 2] != 0:
+            out.append((gen + "_z", -complex(zip_kva[li, 2]), 2, li))
+    return out
+
+
+def _generation(f: Feeder, scale: np.ndarray, load_model: str) -> list[str]:
+    out = []
+    for name, s, model, li in generation_parts(f, load_model):
+        p, s = f.load_params[li], s * scale[li]
+        out.append(f"New Generator.{name} bus1={p['bus1']} phases={p['phases']} conn={p['conn']} "
+                   f"kv={_num(p['kv'])} kw={_num(s.real)} kvar={_num(s.imag)} model={model} "
+                   "vminpu=0 vmaxpu=10")
     return out
 
 
@@ -304,7 +349,8 @@ def export_opendss(feeder: Feeder, path: str | Path | None = None, *, load_scale
         else:
             raise ValueError(f"cannot export {el.name}: element class {el.cls!r} has no "
                              "OpenDSS exporter (lines, transformers and capacitors do)")
-    loads = _loads(feeder, scale, load_model) + _injections(feeder, s_kva)
+    loads = (_loads(feeder, scale, load_model) + _generation(feeder, scale, load_model)
+             + _injections(feeder, s_kva))
     names = [ln.split()[1].lower() for ln in loads]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

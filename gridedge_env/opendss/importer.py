@@ -1,25 +1,27 @@
 """Import an OpenDSS model into a :class:`~gridedge_env.network.feeder.Feeder`.
 
 This is the only module that drives OpenDSS for import (through ``opendssdirect.py``). It compiles
-the master file, fixes regulator taps, and reads every power-delivery element's primitive admittance
-matrix exactly as OpenDSS builds it, so transformers and regulators of every connection OpenDSS
-supports, lines with full impedance and shunt matrices, switches, capacitors and reactors are
-represented without re-deriving OpenDSS's models. Loads are read as parameters (model, connection,
-kW, kvar, kV) and become two-terminal terms that the solver evaluates itself.
+the master file (staged by :mod:`.staging`: commands that solve, show, export or plot are not
+run), solves the snapshot with the model's controls until OpenDSS settles, and reads every
+power-delivery element's primitive admittance matrix exactly as OpenDSS builds it, so
+transformers and regulators of every connection OpenDSS supports, lines with full impedance and
+shunt matrices, switches, capacitors (at their settled states) and reactors are represented
+without re-deriving OpenDSS's models. Loads are read as parameters (model, connection, kW, kvar,
+kV) and become two-terminal terms that the solver evaluates itself. Generators, PV systems and
+storage become the same terms at their snapshot output, with negative consumption
+(:data:`GENERATION_MODELS`; ``load_params[i]["kind"]`` tells them from loads).
 
-Anything the solver cannot represent (generators, PV systems, storage, current sources, a second
-voltage source, two-phase delta loads, ...) is an :class:`FeederImportError` naming the element.
-Controls (RegControl, CapControl, ...) are frozen at the taps/states chosen by ``taps``; meters and
+Anything the solver cannot represent (a generator model such as 3, constant kV, current
+sources, inverter controls, a second voltage source, two-phase delta connections, ...) is an
+:class:`FeederImportError` naming the element. Controls (RegControl, CapControl, ...) are frozen
+at the taps/states chosen by ``taps`` and reported in ``feeder.meta["controls"]``; meters and
 monitors have no electrical effect. Both are listed in ``feeder.meta["frozen_controls"]`` and
 ``feeder.meta["ignored"]``.
 """
-
 from __future__ import annotations
 
 import math
 import os
-import re
-import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..network.feeder import Element, Feeder
+from .staging import stage_master
 
 IMPORTER_VERSION = 1
 
@@ -67,64 +70,6 @@ def _dss():
     except ImportError as exc:  # pragma: no cover - opendssdirect is a dependency
         raise ImportError("importing OpenDSS models needs opendssdirect.py") from exc
     return dss
-
-
-# ---------------------------------------------------------------------------------------- staging
-_REF = re.compile(r"^\s*(redirect|compile|buscoords)\s+(\"[^\"]+\"|\S+)", re.IGNORECASE)
-
-
-def _resolve_ci(path: Path) -> Path | None:
-    """``path`` with its final component matched case-insensitively, or None."""
-    if path.exists():
-        return path
-    if not path.parent.is_dir():
-        return None
-    matches = [p for p in path.parent.iterdir() if p.name.lower() == path.name.lower()]
-    return matches[0] if matches else None
-
-
-def _missing_case_refs(master: Path, seen: set | None = None) -> list[tuple[Path, Path]]:
-    """(referenced path, existing file) pairs that only match case-insensitively."""
-    seen = set() if seen is None else seen
-    if master in seen:
-        return []
-    seen.add(master)
-    out = []
-    for line in master.read_text(errors="replace").splitlines():
-        m = _REF.match(line.split("!")[0].split("//")[0])
-        if not m:
-            continue
-        ref = master.parent / m.group(2).strip('"')
-        found = _resolve_ci(ref)
-        if found is None:
-            continue  # OpenDSS reports it with its own message
-        if found != ref:
-            out.append((ref, found))
-        if m.group(1).lower() == "redirect":
-            out += _missing_case_refs(found, seen)
-    return out
-
-
-def stage_master(master: Path, workdir: Path) -> Path:
-    """Copy the model's folder to ``workdir`` and add files under the spellings the model uses.
-
-    Models written on Windows often ``redirect`` a file under another letter case; on a
-    case-sensitive file system OpenDSS then cannot find it. Staging leaves the user's files alone.
-    """
-    fixes = _missing_case_refs(master)
-    if not fixes:
-        return master
-    root = master.parent
-    dst = workdir / "model"
-    shutil.copytree(root, dst)
-    for ref, found in fixes:
-        try:
-            rel_ref, rel_found = ref.relative_to(root), found.relative_to(root)
-        except ValueError:
-            continue
-        if not (dst / rel_ref).exists():
-            shutil.copy(dst / rel_found, dst / rel_ref)
-    return dst / master.name
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -186,12 +131,68 @@ def _element_params(dss, name: str, cls: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- import
+#: Power-flow and control iteration limits the import's snapshot solve is raised to, in turn,
+#: until OpenDSS settles (large feeders need more than OpenDSS's defaults of 15 and 10).
+CONTROL_ITERATION_LIMITS = ((100, 100), (1000, 1000))
+
+
+def _solve(dss, where: str) -> None:
+    try:
+        dss.Solution.Solve()
+    except Exception as exc:  # DSSException: OpenDSS reports some failures as errors
+        raise FeederImportError(f"{where}: OpenDSS failed to solve: {exc}") from None
+
+
+def _settle_controls(dss, where: str) -> None:
+    """Solve the snapshot with the model's controls (RegControl, CapControl, ...) until OpenDSS
+    settles, raising ``maxiterations``/``maxcontroliter`` through
+    :data:`CONTROL_ITERATION_LIMITS` (never below the script's own); each further try goes on
+    from the state the previous one reached. Raises naming what was tried."""
+    tried = []
+    for max_iter, max_control in CONTROL_ITERATION_LIMITS:
+        max_iter = max(max_iter, dss.Solution.MaxIterations())
+        max_control = max(max_control, dss.Solution.MaxControlIterations())
+        dss.Solution.MaxIterations(max_iter)
+        dss.Solution.MaxControlIterations(max_control)
+        _solve(dss, where)
+        if dss.Solution.Converged():
+            return
+        tried.append(f"maxiterations={max_iter} maxcontroliter={max_control}: "
+                     f"{dss.Solution.Iterations()} iterations, "
+                     f"{dss.Solution.ControlIterations()} control iterations")
+    raise FeederImportError(f"{where}: OpenDSS did not settle the regulator taps and capacitor "
+                            f"states (tried {'; '.join(tried)}); import with taps='file' or "
+                            "a dict of taps to skip the controls")
+
+
+def control_states(dss) -> dict:
+    """The state the active circuit's controls are in: ``{"regcontrol.x": {"transformer",
+    "winding", "tap_position", "tap"}, "capcontrol.y": {"capacitor", "states"}}`` (tap in pu
+    of the winding's rated voltage, states 1 = step closed)."""
+    out: dict = {}
+    reg, cap = dss.RegControls, dss.CapControls
+    ok = reg.First()
+    while ok:
+        name, xf, wdg = reg.Name().lower(), reg.Transformer().lower(), reg.Winding()
+        dss.Transformers.Name(xf)
+        dss.Transformers.Wdg(wdg)
+        out[f"regcontrol.{name}"] = {"transformer": xf, "winding": wdg,
+                                     "tap_position": reg.TapNumber(), "tap": dss.Transformers.Tap()}
+        ok = reg.Next()
+    ok = cap.First()
+    while ok:
+        name, capacitor = cap.Name().lower(), cap.Capacitor().lower()
+        dss.Capacitors.Name(capacitor)
+        out[f"capcontrol.{name}"] = {"capacitor": capacitor,
+                                     "states": [int(x) for x in dss.Capacitors.States()]}
+        ok = cap.Next()
+    return out
+
+
 def _apply_taps(dss, taps, where: str) -> dict:
     """Fix regulator taps; return the transformer taps actually in force (name -> [pu, ...])."""
     if taps == "solved":
-        dss.Solution.Solve()
-        if not dss.Solution.Converged():
-            raise FeederImportError(f"{where}: OpenDSS did not converge while solving regulator taps")
+        _settle_controls(dss, where)
     elif isinstance(taps, dict):
         names = {n.lower() for n in dss.Transformers.AllNames()}
         for reg, tap in taps.items():
@@ -249,22 +250,19 @@ def _zip_split(dss, load: str, kw: float, kvar: float) -> np.ndarray:
     raise FeederImportError(f"{load}: OpenDSS load model {model} is not supported")
 
 
-def _load_terms(dss, lookup, load: str) -> tuple[list, dict]:
-    """Two-terminal terms of the active load: [(a, b, zip_kva, vnom_v)], and its export params."""
-    phases = dss.CktElement.NumPhases()
-    nodes = _conductor_nodes(dss, lookup, load)
-    s = _zip_split(dss, load, dss.Loads.kW(), dss.Loads.kvar())
-    kv = dss.Loads.kV()
-    delta = dss.Loads.IsDelta()
-    params = {"bus1": dss.CktElement.BusNames()[0], "phases": phases, "conn": "delta" if delta else "wye",
-              "kv": kv, "kw": dss.Loads.kW(), "kvar": dss.Loads.kvar(), "model": dss.Loads.Model()}
+def _connection_terms(name: str, nodes: np.ndarray, phases: int, delta: bool, kv: float,
+                      s_zip: np.ndarray) -> list[tuple]:
+    """Two-terminal terms ``[(a, b, zip_kva (3,), vnom_v)]`` of a load-like element (a load, or
+    a generator as negative consumption) with conductor ``nodes``; ``s_zip`` is its total
+    consumed kVA split into [P, I, Z] parts, shared equally by the terms. OpenDSS's voltage
+    base: ``kv`` line-to-line for two or more wye phases, across the element otherwise."""
     if delta:
         if phases == 1:
             pairs = [(nodes[0], nodes[1])]
         elif phases >= 3:
             pairs = [(nodes[i], nodes[(i + 1) % phases]) for i in range(phases)]
         else:
-            raise FeederImportError(f"{load}: two-phase delta loads are not supported")
+            raise FeederImportError(f"{name}: two-phase delta connections are not supported")
         vnom = kv * 1e3
     else:
         neutral = nodes[phases] if len(nodes) > phases else -1
@@ -273,9 +271,75 @@ def _load_terms(dss, lookup, load: str) -> tuple[list, dict]:
     terms = []
     for a, b in pairs:
         if a == b or a < 0:
-            raise FeederImportError(f"{load}: a load term connects node {a} to itself or to ground only")
-        terms.append((int(a), int(b), s / len(pairs), vnom))
-    return terms, params
+            raise FeederImportError(f"{name}: a term connects node {a} to itself or to ground only")
+        terms.append((int(a), int(b), s_zip / len(pairs), vnom))
+    return terms
+
+
+def _load_terms(dss, lookup, load: str) -> tuple[list, dict]:
+    """Two-terminal terms of the active load: [(a, b, zip_kva, vnom_v)], and its export params."""
+    phases = dss.CktElement.NumPhases()
+    s = _zip_split(dss, load, dss.Loads.kW(), dss.Loads.kvar())
+    kv = dss.Loads.kV()
+    delta = dss.Loads.IsDelta()
+    params = {"bus1": dss.CktElement.BusNames()[0], "phases": phases, "conn": "delta" if delta else "wye",
+              "kv": kv, "kw": dss.Loads.kW(), "kvar": dss.Loads.kvar(), "model": dss.Loads.Model()}
+    nodes = _conductor_nodes(dss, lookup, load)
+    return _connection_terms(load, nodes, phases, delta, kv, s), params
+
+
+#: Generation classes and the OpenDSS snapshot models imported, each as the ZIP parts its
+#: (P, Q) sit in (0 constant power, 2 constant impedance at the element's voltage base).
+#: Generator: 1 constant kW, kvar; 2 constant admittance; 4 constant kW, fixed kvar; 5 constant
+#: kW, kvar as a constant reactance; 7 constant kW, kvar (current-limited below ``vminpu``,
+#: where the solver does not follow it, as for every model's voltage band). PVSystem and
+#: Storage: 1 constant kW, kvar; 2 constant admittance.
+GENERATION_MODELS = {
+    "generator": {1: (0, 0), 2: (2, 2), 4: (0, 0), 5: (0, 2), 7: (0, 0)},
+    "pvsystem": {1: (0, 0), 2: (2, 2)},
+    "storage": {1: (0, 0), 2: (2, 2)},
+}
+
+
+def _generation_output(dss, el: str, cls: str) -> tuple[float, float, dict]:
+    """(kW, kvar) the active generation element delivers in the solved snapshot (OpenDSS's
+    own present output: ``genmult``, PV irradiance, efficiency and temperature curves, cut-in,
+    kVA limits with their priority, storage state and idling losses applied), and the
+    class-specific parameters kept for reports."""
+    short = el.split(".", 1)[1]
+    if cls == "generator":
+        dss.Generators.Name(short)
+        return dss.Generators.kW(), dss.Generators.kvar(), {}
+    if cls == "pvsystem":
+        dss.PVsystems.Name(short)
+        extra = {"pmpp": dss.PVsystems.Pmpp(), "irradiance": dss.PVsystems.IrradianceNow(),
+                 "kva": dss.PVsystems.kVARated()}
+        return dss.PVsystems.kW(), dss.PVsystems.kvar(), extra
+    extra = {"state": _prop(dss, el, "state").lower(), "kwrated": float(_prop(dss, el, "kwrated"))}
+    return float(_prop(dss, el, "kw")), float(_prop(dss, el, "kvar")), extra
+
+
+def _generation_terms(dss, lookup, el: str, cls: str) -> tuple[list, dict]:
+    """Terms of the active generator, PV system or storage at its snapshot output, as
+    consumption (kW + j kvar delivered enter with a minus sign), and its params
+    (``kind`` = the class; ``kw``/``kvar`` delivered, OpenDSS's sign)."""
+    model = int(float(_prop(dss, el, "model")))
+    parts = GENERATION_MODELS[cls].get(model)
+    if parts is None:
+        raise FeederImportError(f"{el}: {cls} model {model} is not supported by the solver "
+                                f"(supported: models {sorted(GENERATION_MODELS[cls])})")
+    kw, kvar, extra = _generation_output(dss, el, cls)
+    s = np.zeros(3, dtype=np.complex128)
+    s[parts[0]] -= kw
+    s[parts[1]] -= 1j * kvar
+    phases = dss.CktElement.NumPhases()
+    delta = _prop(dss, el, "conn").lower().startswith("d")
+    kv = float(_prop(dss, el, "kv"))
+    params = {"kind": cls, "bus1": dss.CktElement.BusNames()[0], "phases": phases,
+              "conn": "delta" if delta else "wye", "kv": kv, "kw": kw, "kvar": kvar,
+              "model": model, **extra}
+    nodes = _conductor_nodes(dss, lookup, el)
+    return _connection_terms(el, nodes, phases, delta, kv, s), params
 
 
 def _source(dss, lookup, name: str) -> tuple[Element, np.ndarray]:
@@ -304,14 +368,19 @@ def import_opendss(master: str | Path, *, name: str | None = None, taps="solved"
     ----------
     master: path of the OpenDSS master file (``.dss``).
     name: feeder name; default the OpenDSS circuit name.
-    taps: regulator taps. ``"solved"`` (default): solve with the model's controls and freeze the
-        taps OpenDSS settles on; ``"file"``: the taps as the script leaves them; a dict
-        ``{transformer: tap}`` sets winding 2's tap (pu), or all windings' taps given a list.
+    taps: regulator taps and capacitor states. ``"solved"`` (default): solve the snapshot with
+        the model's controls (iteration limits raised through
+        :data:`CONTROL_ITERATION_LIMITS`) and freeze the taps and capacitor states OpenDSS
+        settles on; ``"file"``: as the script leaves them; a dict ``{transformer: tap}`` sets
+        winding 2's tap (pu), or all windings' taps given a list (capacitors as the script
+        leaves them). Either way ``meta["controls"]`` reports each RegControl's tap and each
+        CapControl's capacitor states (:func:`control_states`).
 
     Raises
     ------
-    FeederImportError: missing/unreadable file, a script OpenDSS rejects, or an element the
-        solver cannot represent (named in the message).
+    FeederImportError: missing/unreadable file, a script OpenDSS rejects, controls that do not
+        settle (naming the limits tried), or an element or model the solver cannot represent
+        (named in the message).
     """
     master = Path(master)
     if not master.is_file():
@@ -324,12 +393,17 @@ def import_opendss(master: str | Path, *, name: str | None = None, taps="solved"
             _cmd(dss, f'compile "{staged}"', str(master))
             if dss.Basic.NumCircuits() == 0 or not dss.Circuit.Name():
                 raise FeederImportError(f"{master}: the script defines no circuit")
+            if dss.Solution.Mode() != 0:  # the script chose a time series; import solves a snapshot
+                _cmd(dss, "set mode=snapshot", str(master))
             tap_values = _apply_taps(dss, taps, str(master))
-            dss.Solution.Solve()  # builds every element's YPrim at the frozen taps
-            return _read_circuit(dss, master, name, taps, tap_values)
+            controls = control_states(dss)
+            # builds every element's YPrim at the frozen taps and capacitor states, and the
+            # generators' snapshot outputs
+            _solve(dss, str(master))
+            return _read_circuit(dss, master, name, taps, tap_values, controls)
 
 
-def _read_circuit(dss, master: Path, name, taps, tap_values) -> Feeder:
+def _read_circuit(dss, master: Path, name, taps, tap_values, controls) -> Feeder:
     where = str(master)
     nodes = tuple(n.lower() for n in dss.Circuit.YNodeOrder())
     lookup = {n: i for i, n in enumerate(nodes)}
@@ -370,9 +444,12 @@ def _read_circuit(dss, master: Path, name, taps, tap_values) -> Feeder:
                 lines.append(len(elements))
                 normamps.append(params["normamps"])
             elements.append(Element(el, _conductor_nodes(dss, lookup, el), _yprim(dss), params))
-        elif cls == "load":
-            dss.Loads.Name(el.split(".", 1)[1])
-            t, params = _load_terms(dss, lookup, el)
+        elif cls in ("load", *GENERATION_MODELS):
+            if cls == "load":
+                dss.Loads.Name(el.split(".", 1)[1])
+                t, params = _load_terms(dss, lookup, el)
+            else:
+                t, params = _generation_terms(dss, lookup, el, cls)
             terms += [(len(load_names),) + x for x in t]
             load_names.append(el)
             load_params.append(params)
@@ -418,6 +495,7 @@ def _read_circuit(dss, master: Path, name, taps, tap_values) -> Feeder:
                 "frequency_hz": dss.Solution.Frequency(),
                 "opendss": dss.Basic.Version().splitlines()[0],
                 "frozen_controls": frozen,
+                "controls": controls,
                 "ignored": ignored,
             },
         )

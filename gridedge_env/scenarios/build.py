@@ -80,6 +80,12 @@ def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None,
     ``config.data.dt_h`` with the prices ``config.data.prices``; given ones are used as they
     are (their prices included)."""
     feeder = load_feeder(config.feeder)
+    generation = [n for n, p in zip(feeder.load_names, feeder.load_params, strict=True)
+                  if p.get("kind", "load") != "load"]
+    if generation:  # the households replace every load term (load_scale=0): it would vanish
+        raise ValueError(f"feeder {config.feeder!r} has generation ({', '.join(generation[:5])}"
+                         f"{', ...' if len(generation) > 5 else ''}) that a scenario would drop "
+                         "with the feeder's loads; remove it from the model to build a scenario")
     if config.regulator_taps:
         feeder = feeder.with_taps(config.regulator_taps)
     if config.source_pu is not None:

@@ -46,9 +46,9 @@ BAD_MODELS = {
     "unknown_property": ("New Line.l2 bus1=b bus2=d phases=3 bogus=1", 'Unknown parameter "bogus"'),
     "unknown_class": ("New Lline.l2 bus1=b bus2=d", 'Object Type "Lline" not found'),
     "missing_redirect": ("Redirect nothere.dss", "nothere.dss"),
-    "generator": ("New Generator.g1 bus1=b phases=3 kv=12.47 kW=10", "generator.g1"),
-    "pv": ("New PVSystem.pv1 bus1=b phases=3 kv=12.47 kVA=10 Pmpp=10", "pvsystem.pv1"),
-    "storage": ("New Storage.st1 bus1=b phases=3 kv=12.47 kWrated=10 kWhrated=20", "storage.st1"),
+    "generator_model3": ("New Generator.g1 bus1=b phases=3 kv=12.47 kW=10 model=3",
+                         "generator.g1: generator model 3"),
+    "isource": ("New Isource.i1 bus1=b.1 amps=5", "isource.i1"),
     "no_voltage_bases": ("", "no voltage base for nodes"),
     "island": ("New Line.l9 bus1=x bus2=y phases=3 r1=0.1 x1=0.3 length=1 units=km",
                "no conductive path to the source vsource.source: x, y"),
@@ -75,7 +75,7 @@ def test_validate_cli_bad_model_is_one_line_and_exit_2(tmp_path, capsys, case):
     assert str(path) in line and BAD_MODELS[case][1] in line, line
 
 
-@pytest.mark.parametrize("case", ["island", "pv"])
+@pytest.mark.parametrize("case", ["island", "generator_model3"])
 def test_bench_cli_bad_feeder_is_one_line_and_exit_2(tmp_path, capsys, case):
     path = _bad_model(tmp_path, case)
     with pytest.raises(SystemExit) as exc:

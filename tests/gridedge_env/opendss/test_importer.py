@@ -76,8 +76,8 @@ def test_script_without_circuit(tmp_path):
 
 
 def test_unsupported_element_is_named(tmp_path):
-    path = _tiny(tmp_path, extra="New Generator.g1 bus1=b phases=3 kv=12.47 kW=10")
-    with pytest.raises(FeederImportError, match=r"generator\.g1: element class 'generator'"):
+    path = _tiny(tmp_path, extra="New Isource.i1 bus1=b.1 amps=5")
+    with pytest.raises(FeederImportError, match=r"isource\.i1: element class 'isource'"):
         import_opendss(path)
 
 
