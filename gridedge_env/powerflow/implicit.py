@@ -13,12 +13,15 @@ Forward: the Z-bus fixed point ``x <- a + M i(x)`` (OpenDSS's and power-grid-mod
 current method) for all scenarios at once, in complex form, one GEMM per iteration, converged
 scenarios dropped from the active set; it stops when the estimated distance to the fixed point,
 ``step * rho / (1 - rho)`` (``rho`` the observed contraction rate), is below ``tol``. Scenarios
-it fails on get damped Newton steps on the dense port Jacobian.
+it fails on get damped Newton steps on the dense port Jacobian (dense network), or on the sparse
+node-space Jacobian ``Y - C D C^T`` (sparse network). On the sparse network the fixed point is
+Anderson-accelerated by default (:func:`anderson_fixed_point`).
 
 Backward (implicit function theorem, no unrolled iterations): with ``ḡ = ∂L/∂x`` at the solution,
 solve ``J_x^T λ = ḡ`` for ``J_x = I - M D``, ``D = ∂i/∂x`` (2x2 blocks per port), by the adjoint
-fixed point ``λ <- ḡ + D^T M^T λ`` (same contraction and cost as the forward), or a dense solve for
-scenarios it does not converge on; then ``∂L/∂θ = (∂i/∂θ)^T M^T λ``.
+fixed point ``λ <- ḡ + D^T M^T λ`` (same contraction and cost as the forward), or a direct solve
+(dense, or sparse in node space) for scenarios it does not converge on; then
+``∂L/∂θ = (∂i/∂θ)^T M^T λ``.
 
 Tensors here are real and planar, ``(B, 2, m)`` (axis 1: re, im), so elementwise work is
 contiguous; matrices act on the flattened ``(B, 2m)`` layout as row vectors: ``x_flat @ MT`` with
@@ -28,6 +31,7 @@ contiguous; matrices act on the flattened ``(B, 2m)`` layout as row vectors: ``x
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse.linalg as spla
 import torch
 
 
@@ -108,12 +112,15 @@ class Settings:
 
     ``unrolled``: None, or a (compiled) :func:`.unrolled.iterate` the fixed point starts with
     for constant-power ports on the dense network; ``unroll``: how many iterations it runs.
+    ``acceleration``: ``"none"`` (plain fixed point, :func:`fixed_point`) or ``"anderson"``
+    (:func:`anderson_fixed_point` with ``depth`` stored differences).
     """
 
     def __init__(self, tol: float, max_iter: int, newton_iter: int, unrolled=None,
-                 unroll: int = 4):
+                 unroll: int = 4, acceleration: str = "none", depth: int = 5):
         self.tol, self.max_iter, self.newton_iter = tol, max_iter, newton_iter
         self.unrolled, self.unroll = unrolled, unroll
+        self.acceleration, self.depth = acceleration, depth
 
 
 def _apply(net, coeffs, x):
@@ -248,6 +255,176 @@ def fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
     return x, rec[0] != 0, rec[1].long(), rec[2].to(x0.dtype), rec[3].to(x0.dtype)
 
 
+class _AndersonHistory:
+    """Per-scenario differences of the last ``depth`` residuals ``ΔF`` and map values ``ΔG``,
+    one real buffer ``(B, 2, depth, N)`` (so their Gram matrices are one batched product),
+    written round-robin (the least squares does not care about order); ``count`` ``(B,)``
+    differences stored since the last restart (older slots are masked, not cleared)."""
+
+    def __init__(self, bsz: int, depth: int, n: int, like: torch.Tensor):
+        self.buf = like.new_zeros(bsz, 2, depth, n)
+        self.count = torch.zeros(bsz, dtype=torch.int64, device=like.device)
+        self.depth = depth
+        # per scenario: the last accepted residual and map value (B, N), its step size, whether
+        # the current iterate is an accelerated one, and the largest Ritz estimate ρ (0: none)
+        self.f_prev = self.g_prev = None
+        self.step_prev = np.full(bsz, np.inf)
+        self.accel = np.zeros(bsz, dtype=bool)
+        self.rho = np.zeros(bsz)
+
+    def judge(self, step: np.ndarray, tol: float, floor: float):
+        """For the steps ``|f|`` ``(B,)`` of the current iterates: ``(reject, done)``, the
+        safeguard's rejections and the scenarios whose stopping test passes."""
+        reject = self.accel & ~(step < self.step_prev)  # NaN steps are rejected too
+        rho = np.where(self.rho > 0, np.minimum(self.rho, 0.99), 0.99)
+        done = ((step * rho / (1 - rho) <= tol) | (step <= floor)) & ~reject
+        return reject, done
+
+    def advance(self, f, g, step, reject, tol) -> torch.Tensor:
+        """The next iterates ``(B, N)`` from the residuals ``f`` and map values ``g``: Anderson
+        where accepted, the previous plain step (and a restart) where ``reject``."""
+        rt = torch.from_numpy(reject).to(f.device)
+        if self.f_prev is not None:
+            self.push(f - self.f_prev, g - self.g_prev, ~rt)
+        self.restart(rt)
+        u_next, ritz = self.mix(f, g)
+        # ρ from steps above the rounding noise only: differences of noise-sized steps give
+        # meaningless Ritz values (and ρ is a property of the solution, settled by then)
+        fresh = (step >= 1e3 * tol) & ~reject
+        self.rho = np.where(fresh, np.maximum(self.rho, ritz), self.rho)
+        if self.f_prev is None:
+            self.f_prev, self.g_prev = f, g
+        else:  # rejected rows: the plain step from the iterate the rejected one came from
+            u_next = torch.where(rt[:, None], self.g_prev, u_next)
+            self.f_prev = torch.where(rt[:, None], self.f_prev, f)
+            self.g_prev = torch.where(rt[:, None], self.g_prev, g)
+        self.accel = (self.count > 0).cpu().numpy() & ~reject
+        self.step_prev = np.where(reject, self.step_prev, step)
+        return u_next
+
+    def push(self, df: torch.Tensor, dg: torch.Tensor, rows: torch.Tensor) -> None:
+        """Store one difference ``(B, N)`` for the scenarios ``rows`` ``(B,)`` (bool)."""
+        idx = torch.nonzero(rows).squeeze(-1)
+        slot = (self.count % self.depth)[idx]
+        self.buf[idx, 0, slot] = df[idx]
+        self.buf[idx, 1, slot] = dg[idx]
+        self.count = torch.where(rows, self.count + 1, self.count)
+
+    def restart(self, rows: torch.Tensor) -> None:
+        self.count = torch.where(rows, 0, self.count)
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep the scenarios ``rows`` ``(B,)`` (bool) only."""
+        rt = torch.from_numpy(rows).to(self.buf.device)
+        self.buf, self.count = self.buf[rt], self.count[rt]
+        if self.f_prev is not None:
+            self.f_prev, self.g_prev = self.f_prev[rt], self.g_prev[rt]
+        self.step_prev, self.accel, self.rho = (a[rows] for a in
+                                                (self.step_prev, self.accel, self.rho))
+
+    def mix(self, f: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """The type-II Anderson iterate ``g - ΔG γ``, ``γ = argmin |f - ΔF γ|`` (regularised
+        normal equations, one ``depth x depth`` solve per scenario, batched), and a Ritz
+        estimate of the spectral radius of the map's derivative ``J``: the largest eigenvalue
+        magnitude of ``ΔU^+ ΔG`` (``ΔU = ΔG - ΔF``, ``ΔG ≈ J ΔU``), the projection of ``J`` on
+        the stored steps. ``(B, N)`` tensor and ``(B,)`` numpy; rows with no history get ``g``
+        and 0. The inner products are one batched product on the device; the ``(B, 2d, 2d)``
+        algebra runs batched in NumPy on the host (~100x faster than torch's batched small
+        solves here, whose per-call overhead is ~5 ms on the 2-core CPU), one small copy."""
+        d, bsz = self.depth, f.shape[0]
+        flat = self.buf.reshape(bsz, 2 * d, -1)
+        gram = torch.cat([flat @ flat.transpose(1, 2), flat @ f.unsqueeze(-1)], dim=2)
+        gram = gram.cpu().numpy().astype(np.float64)  # (B, 2d, 2d + 1)
+        mask = (np.arange(d)[None, :] < np.minimum(self.count.cpu().numpy(), d)[:, None]) * 1.0
+        bad = ~np.isfinite(gram).all(axis=(1, 2))  # a diverged scenario: no mixing, ρ 0
+        gram[bad], mask[bad] = 0.0, 0.0
+        outer = mask[:, :, None] * mask[:, None, :]
+        ff, fg, gg = gram[:, :d, :d], gram[:, :d, d:2 * d], gram[:, d:, d:2 * d]
+        fix = np.eye(d) * (1 - mask)[:, None, :]  # unit diagonal on empty slots: their γ is 0
+
+        def solve(a, rhs):
+            a = a * outer
+            reg = 1e-12 * np.maximum(a.diagonal(axis1=1, axis2=2).max(-1), 1e-300)
+            return np.linalg.solve(a + reg[:, None, None] * np.eye(d) + fix, rhs)
+
+        gamma = solve(ff, (gram[:, :d, 2 * d] * mask)[..., None])[..., 0]  # (B, d)
+        gamma = np.where(np.isfinite(gamma), gamma, 0.0)
+        gt = torch.as_tensor(gamma, dtype=f.dtype, device=f.device).unsqueeze(1)
+        u_next = g - (gt @ flat[:, d:]).squeeze(1)
+        uu = gg - fg - fg.transpose(0, 2, 1) + ff  # ΔU·ΔU
+        ug = gg - fg.transpose(0, 2, 1)  # ΔU·ΔG
+        with np.errstate(all="ignore"):
+            h = solve(uu, ug * outer)
+            ritz = np.abs(np.linalg.eigvals(np.where(np.isfinite(h), h, 0.0))).max(-1)
+        return u_next, np.nan_to_num(ritz, nan=0.0)
+
+
+def anderson_fixed_point(net, inv_base, coeffs, x0, cfg: Settings):
+    """Anderson-accelerated (type II, depth ``cfg.depth``) Z-bus fixed point over a batch;
+    returns what :func:`fixed_point` returns.
+
+    Same map and variables as :func:`fixed_point` (complex port voltages in p.u. of ``|a|``).
+    Per scenario, with ``f_k = G(u_k) - u_k``: ``u_(k+1) = G(u_k) - ΔG γ``, ``γ`` the least
+    squares fit of ``f_k`` by the stored residual differences ``ΔF`` (one small solve per
+    scenario, batched). Safeguard: an accelerated iterate whose step ``|f|`` (largest re/im
+    component) is not below that of the iterate it came from is rejected, replaced by the
+    plain step ``G`` of that iterate, and the history restarts. The stopping test is
+    :func:`fixed_point`'s, ``|f| ρ / (1 - ρ) <= tol`` for the returned ``G(u_k)``, with ``ρ``
+    the largest Ritz estimate of the map's spectral radius seen so far while ``|f| >= 1e3 tol``
+    (0.99 before one exists, clamped at 0.99), since the steps' own ratio is the accelerated
+    rate, not ``ρ``, and differences of steps near the rounding noise carry no information;
+    ``contraction`` records that ``ρ``. Scenarios leave the batch when they finish.
+    """
+    bsz, m, dev = x0.shape[0], x0.shape[2], x0.device
+    inv_a = inv_base[:, :m]
+    u0 = torch.complex(x0[:, 0], x0[:, 1]) * inv_a
+    s_p, c_i, y_z = (_complex(c) for c in coeffs)
+    ca = (s_p * inv_a, c_i, None if y_z is None else y_z / inv_a)
+    out = u0.clone()
+    iters = np.zeros(bsz, dtype=np.int64)
+    resid = np.full(bsz, np.inf)
+    rate = np.full(bsz, np.nan)
+    conv = np.zeros(bsz, dtype=bool)
+    active = np.arange(bsz)
+    hist = _AndersonHistory(bsz, cfg.depth, 2 * m, torch.view_as_real(u0).reshape(bsz, -1))
+    u = u0
+    floor = 50 * torch.finfo(x0.dtype).eps
+    for k in range(1, cfg.max_iter + 1):
+        g = net.fixed_point_map(conj_load(u, *ca))
+        gr = torch.view_as_real(g).reshape(len(active), 2 * m)
+        fr = gr - torch.view_as_real(u).reshape(len(active), 2 * m)
+        step = fr.abs().amax(-1).cpu().numpy().astype(np.float64)
+        reject, done = hist.judge(step, cfg.tol, floor)
+        dead = ~(step <= 10.0) & ~hist.accel  # a plain step diverging or non-finite: Newton's
+        last = k == cfg.max_iter
+        leave = done | dead | last
+        if leave.any():
+            idx = active[leave]
+            it = torch.from_numpy(idx).to(dev)
+            conv[idx], iters[idx] = done[leave], k
+            resid[idx] = np.where(reject, hist.step_prev, step)[leave]
+            rate[idx] = hist.rho[leave]
+            lt = torch.from_numpy(leave).to(dev)
+            plain = torch.from_numpy((done | (last & ~reject))[leave]).to(dev)[:, None]
+            before = u0[it] if hist.g_prev is None else \
+                torch.view_as_complex(hist.g_prev[lt].reshape(-1, m, 2))
+            res = torch.where(plain, g[lt], before)
+            out[it] = torch.where(torch.from_numpy(dead[leave]).to(dev)[:, None], u0[it], res)
+            keep = ~leave
+            if not keep.any():
+                break
+            kt = torch.from_numpy(keep).to(dev)
+            active, step, reject = active[keep], step[keep], reject[keep]
+            gr, fr, ca = gr[kt], fr[kt], _rows(ca, kt)
+            hist.keep(keep)
+        u_next = hist.advance(fr, gr, step, reject, cfg.tol)
+        u = torch.view_as_complex(u_next.reshape(len(active), m, 2).contiguous())
+    u = out / inv_a
+    x = torch.stack([u.real, u.imag], dim=1)
+    rec = torch.from_numpy(np.stack([conv, iters, resid, rate])).to(dev)
+    return x, rec[0] != 0, rec[1].long(), rec[2].to(x0.dtype), rec[3].to(x0.dtype)
+
+
 def newton(net, inv_base, coeffs, x0, cfg: Settings):
     """Damped Newton on ``F(x) = x - a - M i(x)`` with dense port Jacobians (stragglers only)."""
     bsz, _, m = x0.shape
@@ -282,38 +459,171 @@ def newton(net, inv_base, coeffs, x0, cfg: Settings):
     return x, conv, iters, resid
 
 
-def adjoint(net, coeffs, x, g, cfg: Settings):
-    """Solve ``J_x^T λ = g`` per scenario; returns ``μ = M^T λ``, ``(B, 2, m)`` (module doc).
+def _planar(x: torch.Tensor) -> np.ndarray:
+    """``(2, m)`` planar tensor -> ``(2m,)`` float64 numpy."""
+    return x.detach().reshape(-1).cpu().numpy().astype(np.float64)
 
-    Fixed-point adjoint ``λ <- g + D^T M^T λ``, stopped like the forward iteration (estimated
-    error below ``tol`` relative to ``max |g|``); a dense solve for scenarios it fails on
-    (dense network only; with the sparse one the last iterate stands).
+
+def sparse_newton(net, inv_base, coeffs, x0, cfg: Settings):
+    """Damped Newton on ``F(x) = x - a - M i(x)`` on a :class:`.ports.SparseNetwork`, for the
+    scenarios its fixed point failed on, started from ``x0``; returns what :func:`newton` does.
+
+    The port-space step ``J dx = F``, ``J = I - M D``, is solved in node space, where the
+    matrix is sparse: with ``y = Z C D dx`` it is ``(Y - C D C^T) y = C D F`` and
+    ``dx = F + C^T y`` (one SciPy ``splu`` per step). The residual stays the port-space one
+    (one solve with the factorised ``Y``; forming ``Y V`` instead loses digits to ``Y``'s
+    conditioning), judged as in :func:`newton` (or converged when a full step is below
+    ``tol``: what remains is rounding noise); the step is halved while ``|F|_2`` grows, and
+    a scenario stops when 8 halvings do not reduce it. Stragglers are few, so this loops
+    over them one scenario at a time; the batched path is the fixed point.
     """
-    bsz, _, m = x.shape
-    d = _jacobian_blocks(x, coeffs)  # (B, m, 2, 2)
-    d00, d01, d10, d11 = (d[..., i, j].contiguous() for i in (0, 1) for j in (0, 1))
-    scale = g.reshape(bsz, -1).abs().amax(-1).clamp_min(torch.finfo(g.dtype).tiny)
-    tol = max(cfg.tol, 50 * torch.finfo(g.dtype).eps)
+    bsz, _, m = x0.shape
+    x = x0.clone()
+    conv = torch.zeros(bsz, dtype=torch.bool)
+    resid = torch.full((bsz,), float("inf"), dtype=x0.dtype)
+    iters = torch.zeros(bsz, dtype=torch.int64)
+    c = net.incidence_planar()
+    for b in range(bsz):  # stragglers only (see docstring)
+        cb = _rows(coeffs, slice(b, b + 1))
+        xb = x0[b:b + 1]
+        f = xb - _apply(net, cb, xb)
+        r = float(_step_size(f, inv_base))
+        for k in range(1, cfg.newton_iter + 1):
+            d = _jacobian_blocks(xb, cb)[0].cpu().numpy().astype(np.float64)  # (m, 2, 2)
+            fp = _planar(f[0])
+            df = np.concatenate([d[:, 0, 0] * fp[:m] + d[:, 0, 1] * fp[m:],
+                                 d[:, 1, 0] * fp[:m] + d[:, 1, 1] * fp[m:]])
+            y = spla.splu(net.node_jacobian(d)).solve(c @ df)
+            dx = torch.as_tensor(fp + c.T @ y, dtype=x0.dtype).reshape(1, 2, m)
+            if not bool(torch.isfinite(dx).all()):
+                break
+            # halve the step while the merit |F|_2 (scaled to p.u.) grows: the Newton step is a
+            # descent direction for it, not for the largest component the stopping test uses
+            # (8 halvings; none decreasing it: a local minimum of |F|, typically no solution
+            # near, e.g. past the voltage-collapse nose: stop there)
+            t, merit = 1.0, float(torch.linalg.vector_norm(f.reshape(1, -1) * inv_base))
+            for _ in range(8):
+                xn = xb - t * dx
+                fn = xn - _apply(net, cb, xn)
+                if float(torch.linalg.vector_norm(fn.reshape(1, -1) * inv_base)) < merit:
+                    break
+                t /= 2
+            else:
+                break
+            xb, f, r = xn, fn, float(_step_size(fn, inv_base))
+            iters[b] = k
+            # a full step below tol leaves an error far below it (quadratic convergence): the
+            # residual left is the rounding noise of evaluating it, which may exceed tol on
+            # an ill-conditioned Y
+            if r <= cfg.tol or (t == 1.0 and float(_step_size(dx, inv_base)) <= cfg.tol):
+                conv[b] = True
+                break
+        x[b], resid[b] = xb[0], r
+    return x, conv, iters, resid
+
+
+def _sparse_adjoint_direct(net, d: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``J_x^T λ = g`` solved directly for each scenario ``(B, 2, m)`` (sparse network).
+
+    With ``y = Z^T C λ`` it becomes ``(Y - C D C^T)^T y = C g`` (the Newton fallback's node
+    Jacobian, transposed) and ``λ = g + D^T C^T y``: one sparse factorisation per scenario
+    (the stragglers the adjoint fixed point failed on).
+    """
+    c = net.incidence_planar()
+    out = torch.empty_like(g)
+    for b in range(g.shape[0]):  # stragglers only
+        db = d[b].cpu().numpy().astype(np.float64)  # (m, 2, 2)
+        gb = _planar(g[b])
+        y = spla.splu(net.node_jacobian(db)).solve(c @ gb, trans="T")
+        z = c.T @ y
+        m = db.shape[0]
+        lam = gb + np.concatenate([db[:, 0, 0] * z[:m] + db[:, 1, 0] * z[m:],
+                                   db[:, 0, 1] * z[:m] + db[:, 1, 1] * z[m:]])
+        out[b] = torch.as_tensor(lam, dtype=g.dtype).reshape(2, m)
+    return out
+
+
+def _plain_adjoint(adjoint_map, g, scale, tol, cfg: Settings):
+    """``λ <- adjoint_map(λ)`` from ``g`` until the estimated error is below ``tol`` (relative
+    to ``scale`` ``(B,)``); returns ``λ`` and the per-scenario ``done`` flags."""
+    bsz = g.shape[0]
     lam, prev = g, torch.zeros(bsz, dtype=g.dtype, device=g.device)
-    done = torch.zeros(bsz, dtype=torch.bool, device=x.device)
+    done = torch.zeros(bsz, dtype=torch.bool, device=g.device)
     for _ in range(cfg.max_iter):
-        mu = net.mh_apply(lam.reshape(bsz, 2 * m)).reshape(bsz, 2, m)
-        mu0, mu1 = mu[:, 0], mu[:, 1]
-        new = torch.empty_like(g)  # g + D^T mu, in place (no autograd in backward)
-        torch.addcmul(g[:, 0], d00, mu0, out=new[:, 0]).addcmul_(d10, mu1)
-        torch.addcmul(g[:, 1], d01, mu0, out=new[:, 1]).addcmul_(d11, mu1)
+        new = adjoint_map(lam)
         step = (new - lam).reshape(bsz, -1).abs().amax(-1) / scale
         rho = (step / prev).nan_to_num(0.99).clamp(max=0.99)
         lam, prev = new, step
         done = (step * rho / (1 - rho) <= tol) | (step <= 50 * torch.finfo(g.dtype).eps)
         if bool(done.all()) or not bool(torch.isfinite(step).any()):
             break
+    return lam, done
+
+
+def _anderson_adjoint(adjoint_map, g, scale, tol, cfg: Settings):
+    """:func:`_plain_adjoint` with the forward's Anderson acceleration, safeguard and
+    stopping test (:func:`anderson_fixed_point`; the map is linear, so Anderson acts like
+    restarted GMRES). Every scenario iterates until all are done; each keeps the iterate at
+    which it first passed."""
+    bsz, n = g.shape[0], g[0].numel()
+    inv = torch.where(scale > torch.finfo(g.dtype).tiny, 1 / scale, 1.0)[:, None]
+    hist = _AndersonHistory(bsz, cfg.depth, n, g.reshape(bsz, -1))
+    lam, out = g, g.clone()
+    done = np.zeros(bsz, dtype=bool)
+    floor = 50 * torch.finfo(g.dtype).eps
+    for _ in range(cfg.max_iter):
+        gr = adjoint_map(lam).reshape(bsz, n) * inv  # in units of max |g|
+        fr = gr - lam.reshape(bsz, n) * inv
+        step = fr.abs().amax(-1).cpu().numpy().astype(np.float64)
+        reject, now = hist.judge(step, tol, floor)
+        new = now & ~done
+        if new.any():
+            nt = torch.from_numpy(new).to(g.device)
+            out[nt] = (gr[nt] / inv[nt]).reshape(-1, *g.shape[1:])
+            done = done | new
+        if done.all() or not np.isfinite(step).any():
+            break
+        lam = (hist.advance(fr, gr, step, reject, tol) / inv).reshape(g.shape)
+    return out, torch.from_numpy(done).to(g.device)
+
+
+def adjoint(net, coeffs, x, g, cfg: Settings):
+    """Solve ``J_x^T λ = g`` per scenario; returns ``μ = M^T λ``, ``(B, 2, m)`` (module doc).
+
+    Fixed-point adjoint ``λ <- g + D^T M^T λ`` (Anderson-accelerated when the forward is),
+    stopped like the forward iteration (estimated error below ``tol`` relative to
+    ``max |g|``); a direct solve for scenarios it fails on:
+    dense on the dense network, sparse in node space on the sparse one
+    (:func:`_sparse_adjoint_direct`), so no gradient is left inexact.
+    """
+    bsz, _, m = x.shape
+    d = _jacobian_blocks(x, coeffs)  # (B, m, 2, 2)
+    d00, d01, d10, d11 = (d[..., i, j].contiguous() for i in (0, 1) for j in (0, 1))
+    scale = g.reshape(bsz, -1).abs().amax(-1).clamp_min(torch.finfo(g.dtype).tiny)
+    tol = max(cfg.tol, 50 * torch.finfo(g.dtype).eps)
+
+    def adjoint_map(lam):  # g + D^T M^T lam, in place (no autograd in backward)
+        mu = net.mh_apply(lam.reshape(len(lam), 2 * m)).reshape(len(lam), 2, m)
+        mu0, mu1 = mu[:, 0], mu[:, 1]
+        new = torch.empty_like(lam)
+        torch.addcmul(g[:, 0], d00, mu0, out=new[:, 0]).addcmul_(d10, mu1)
+        torch.addcmul(g[:, 1], d01, mu0, out=new[:, 1]).addcmul_(d11, mu1)
+        return new
+
+    if cfg.acceleration == "anderson":
+        lam, done = _anderson_adjoint(adjoint_map, g, scale, tol, cfg)
+    else:
+        lam, done = _plain_adjoint(adjoint_map, g, scale, tol, cfg)
     if not bool(done.all()) and net.kind == "dense":  # stragglers (Newton-solved): direct solve
         idx = torch.nonzero(~done).squeeze(-1)
         jac = _dense_jacobian(net.mt, d[idx])
         sol = torch.linalg.solve(jac.transpose(-1, -2), g[idx].reshape(len(idx), 2 * m, 1))
         lam = lam.clone()
         lam[idx] = sol.reshape(len(idx), 2, m)
+    elif not bool(done.all()):  # sparse network: node-space direct solve for the stragglers
+        idx = torch.nonzero(~done).squeeze(-1)
+        lam = lam.clone()
+        lam[idx] = _sparse_adjoint_direct(net, d[idx], g[idx])
     return net.mh_apply(lam.reshape(bsz, 2 * m)).reshape(bsz, 2, m)
 
 
@@ -331,10 +641,14 @@ class PortSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, net, inv_base, cfg, x0, s_p, c_i, y_z):
         coeffs = (s_p, c_i, y_z)
-        x, conv, iters, resid, rate = fixed_point(net, inv_base, coeffs, x0, cfg)
-        if cfg.newton_iter > 0 and net.kind == "dense" and not bool(conv.all()):
+        solver = anderson_fixed_point if cfg.acceleration == "anderson" else fixed_point
+        x, conv, iters, resid, rate = solver(net, inv_base, coeffs, x0, cfg)
+        if cfg.newton_iter > 0 and not bool(conv.all()):
             idx = torch.nonzero(~conv).squeeze(-1)
-            xn, cn, itn, rn = newton(net, inv_base, _rows(coeffs, idx), x0[idx], cfg)
+            if net.kind == "dense":  # from the no-load voltages, as always
+                xn, cn, itn, rn = newton(net, inv_base, _rows(coeffs, idx), x0[idx], cfg)
+            else:  # from the fixed point's last iterate (no-load where it diverged)
+                xn, cn, itn, rn = sparse_newton(net, inv_base, _rows(coeffs, idx), x[idx], cfg)
             x[idx] = torch.where(cn[:, None, None], xn, x[idx])
             conv[idx], iters[idx] = cn, iters[idx] + itn
             resid[idx] = torch.where(cn, rn, resid[idx])

@@ -15,7 +15,9 @@ used by the adjoint) and ``V = w + Z C i``:
 - :class:`DenseNetwork` (any device): ``M`` and ``Z C`` as dense real planar matrices, one GEMM each.
   Best up to a few thousand nodes and ports.
 - :class:`SparseNetwork` (CPU): a SciPy sparse LU of ``Y``, one batched triangular solve per
-  application. For feeders of ~10,000 nodes, where ``M`` and ``Z C`` would not fit or pay.
+  application. For feeders of ~10,000 nodes, where ``M`` and ``Z C`` would not fit or pay. It
+  also gives the node-space Jacobian ``Y - C D C^T`` (real planar, sparse) that its Newton
+  fallback and direct adjoint factorise, one straggler scenario at a time.
 
 Planar layout: complex ``(B, m)`` tensors are real ``(B, 2, m)`` (axis 1: re, im), flattened to
 ``(B, 2m)`` for matrix products, which act on row vectors.
@@ -194,7 +196,11 @@ class SparseNetwork:
                              f"{device} (or a smaller feeder)")
         self.n, self.dtype = feeder.n_nodes, dtype
         self.c = ports.incidence(self.n)
-        self.lu = spla.splu(feeder.y_bus_sparse())
+        y = feeder.y_bus_sparse()
+        self.lu = spla.splu(y)
+        # real planar forms for the Newton fallback and the direct adjoint (node space)
+        self._y_real = sp.bmat([[y.real, -y.imag], [y.imag, y.real]], format="csc")
+        self._c_real = sp.block_diag([self.c, self.c], format="csc")  # (2n, 2m)
         w = self.lu.solve(feeder.source_current_a())
         a = self.c.T @ w
         self.a_v, self.w_v = a, w
@@ -244,6 +250,23 @@ class SparseNetwork:
         i_flat = torch.cat([-g.real, g.imag], dim=1)
         v = (self._w + _SparseLinear.apply(i_flat, fwd, adj)).reshape(b, 2, self.n)
         return torch.complex(v[:, 0], v[:, 1])
+
+    # node space, one scenario at a time (Newton fallback and direct adjoint: stragglers only)
+    def node_jacobian(self, d: np.ndarray) -> sp.csc_matrix:
+        """Real ``(2n, 2n)`` ``Y - C D C^T``, the Jacobian of the node residual
+        ``Y V - C i(C^T V) - i_source`` (planar columns ``[Re V, Im V]``), for the port-current
+        derivative blocks ``d = ∂i/∂u`` ``(m, 2, 2)`` (row: re/im of i, column: re/im of u)."""
+        m = d.shape[0]
+        k = np.arange(m)
+        rows = np.concatenate([k, k, k + m, k + m])
+        cols = np.concatenate([k, k + m, k, k + m])
+        vals = np.concatenate([d[:, 0, 0], d[:, 0, 1], d[:, 1, 0], d[:, 1, 1]])
+        dm = sp.csc_matrix((vals, (rows, cols)), shape=(2 * m, 2 * m))
+        return (self._y_real - self._c_real @ dm @ self._c_real.T).tocsc()
+
+    def incidence_planar(self) -> sp.csc_matrix:
+        """``C`` in real planar form, ``(2n, 2m)``."""
+        return self._c_real
 
     def line_currents(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Complex terminal-1 line-phase currents ``(B, r)`` from the node voltages ``v``."""

@@ -127,18 +127,27 @@ class PowerFlow:
         ignored): every scenario then runs at least that many iterations, at a third of the
         eager cost. Same results to rounding; seconds of compilation on the first solve.
     backend: ``"dense"`` (port matrices, any device), ``"sparse"`` (SciPy sparse LU, CPU, for
-        feeders of thousands of nodes; no Newton fallback) or ``"auto"`` (default: sparse on the
-        CPU above 3,000 nodes or ports).
+        feeders of thousands of nodes; its Newton fallback and direct adjoint factorise the
+        sparse node-space Jacobian) or ``"auto"`` (default: sparse on the CPU above 3,000 nodes
+        or ports).
+    acceleration: ``"auto"`` (default: Anderson on the sparse backend, the plain fixed point on
+        the dense one, whose results and iteration counts it leaves as they were),
+        ``"anderson"`` (type-II Anderson acceleration of depth 5 with a safeguard, either
+        backend) or ``"none"`` (the plain fixed point). See ``docs/powerflow.md``, convergence
+        on large feeders.
     """
 
     def __init__(self, feeder: Feeder, device="cpu", dtype=torch.float64, *,
                  injection_nodes="all", load_model: str = "pq", tol: float | None = None,
                  max_iter: int = 60, newton_iter: int = 20, on_nonconvergence: str = "raise",
-                 backend: str = "auto", compile: bool = False):
+                 backend: str = "auto", compile: bool = False, acceleration: str = "auto"):
         if dtype not in (torch.float64, torch.float32):
             raise TypeError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         if load_model not in ("pq", "zip"):
             raise ValueError(f"load_model must be 'pq' or 'zip', got {load_model!r}")
+        if acceleration not in ("auto", "anderson", "none"):
+            raise ValueError("acceleration must be 'auto', 'anderson' or 'none', got "
+                             f"{acceleration!r}")
         if on_nonconvergence not in ("raise", "flag"):
             raise ValueError(f"on_nonconvergence must be 'raise' or 'flag', got {on_nonconvergence!r}")
         device = torch.device(device)
@@ -155,6 +164,9 @@ class PowerFlow:
         self.injection_nodes = self._node_indices(injection_nodes)
         self.ports = build_ports(feeder, self.injection_nodes)
         self.network = make_network(feeder, self.ports, self.device, dtype, backend)
+        if acceleration == "auto":
+            acceleration = "anderson" if self.network.kind == "sparse" else "none"
+        self.settings.acceleration = acceleration
         # ... and the outputs (node voltages, line currents) as two fused real stages
         self._compiled_outputs = (compile_own(node_outputs),
                                    compile_own(line_outputs)) \
@@ -373,6 +385,9 @@ class PowerFlow:
             node on top of the feeder's loads; negative real part = generation. ``None``: zero.
         load_scale: scale of the feeder's own loads, broadcastable to ``(..., n_loads)``
             (a float, ``(B, 1)`` per scenario, or ``(B, n_loads)`` per load); 0 removes them.
+            A feeder's generators, PV systems and storage are load terms too
+            (``feeder.load_params[i]["kind"]``) and scale alike: hold them at 1 per load to
+            keep their snapshot output.
         at: ``(k,)`` node indices, each one of ``injection_nodes``: ``s_kva`` is then
             ``(..., k)``, what is injected at each of these nodes (entries at the same node add
             up), which spares building the ``(..., n_nodes)`` tensor (the environment's path).
