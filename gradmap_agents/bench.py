@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from gridedge_env.benchmarks.common import machine, sync
+from gridedge_env.benchmarks.common import machine, peak_memory_gb, sync
 from gridedge_env.registry import env_params
 from gridedge_env.rollout import rollout
 
@@ -41,7 +41,9 @@ def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = 
                   compile: bool = False) -> dict:
     """Seconds per environment gradient (rollout + Lagrangian forward, backward to the action
     perturbation and every policy parameter) of the whole-day path and of stepping
-    ``core.step``, in interleaved rounds (one of each per round; each side's best round)."""
+    ``core.step``, in interleaved rounds (one of each per round; each side's best round), and
+    the peak memory (:func:`gridedge_env.benchmarks.common.peak_memory_gb`: the process's peak
+    RSS, and on CUDA the peak allocated during the timed rounds)."""
     dt = {"fp64": torch.float64, "fp32": torch.float32}[dtype]
     env = env_params(env_id, device=device, dtype=dt, compile=compile)
     policy = StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, hidden),
@@ -50,6 +52,8 @@ def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = 
     day_idx = env.scenario.split.train[:days]
     for path in ("whole_day", "stepwise"):  # warm-up (allocator, threads, compilation)
         _one_gradient(env, policy, day_idx, duals, path)
+    if env.node_mask.device.type == "cuda":  # the peak of the timed rounds only
+        torch.cuda.reset_peak_memory_stats(env.node_mask.device)
     whole, step = [], []
     for _ in range(max(1, repeats)):
         *ts, g_step = _one_gradient(env, policy, day_idx, duals, "stepwise")
@@ -67,7 +71,7 @@ def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = 
             "stepwise_forward_s": round(fs, 4), "stepwise_backward_s": round(bs, 4),
             "speedup": round((fs + bs) / (fw + bw), 2), "grad_max_rel_diff": rel,
             "rounds": [[round(sum(w), 4), round(sum(s), 4)] for w, s in zip(whole, step, strict=True)],
-            "machine": machine()}
+            **peak_memory_gb(env.node_mask.device), "machine": machine()}
 
 
 def bench_methods(env_id: str, methods: list[str], seeds: int, config: str | None,

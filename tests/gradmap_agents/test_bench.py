@@ -21,6 +21,7 @@ def test_kernel_bench_compares_with_torchrl_and_agrees_with_plain_autograd(capsy
 def test_envgrad_paths_agree_and_update_bench_runs():
     out = bench_envgrad("ieee13-50-v0", days=2, repeats=1)
     assert out["grad_max_rel_diff"] < 1e-6 and out["envgrad_s"] > 0
+    assert 0.05 < out["peak_rss_gb"] < 24  # a real reading in GB (ru_maxrss is in kB on Linux)
     up = bench_update("ieee13-50-v0", repeats=1)
     assert all(up[k] > 0 for k in ("gradmap_env_gradient_s", "gradmap_update_s",
                                    "gradma_update_s"))

@@ -19,10 +19,10 @@ def _plain(net: StackedMLP, x):
     return torch.tanh(y) if net.squash else y
 
 
-def _net(hidden, activation, squash, dtype=torch.float64, out_dim=1, n=5, f=4):
+def _net(hidden, activation, squash, dtype=torch.float64, out_dim=1, n=5, f=4, device="cpu"):
     g = torch.Generator().manual_seed(1)
     net = StackedMLP(n, f, hidden, out_dim, generator=g, dtype=dtype, out_scale=1.0,
-                     activation=activation, squash=squash)
+                     activation=activation, squash=squash, device=device)
     with torch.no_grad():  # a non-trivial normalisation, so its fold is exercised too
         net.obs_mean.copy_(torch.rand(n, f, generator=g, dtype=dtype))
         net.obs_std.copy_(0.5 + torch.rand(n, f, generator=g, dtype=dtype))
@@ -34,10 +34,10 @@ CASES = [((), "tanh", True), ((6,), "tanh", True), ((6, 3), "tanh", True),
 
 
 @pytest.mark.parametrize("hidden, activation, squash", CASES)
-def test_forward_and_gradients_equal_the_plain_formula(hidden, activation, squash):
-    net = _net(hidden, activation, squash, out_dim=2)
+def test_forward_and_gradients_equal_the_plain_formula(hidden, activation, squash, device):
+    net = _net(hidden, activation, squash, out_dim=2, device=device)
     x = torch.randn(5, 9, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    weight = torch.randn(5, 9, 2, dtype=torch.float64)
+    x, weight = x.to(device), torch.randn(5, 9, 2, dtype=torch.float64).to(device)
     xs = [x.clone().requires_grad_(True) for _ in range(2)]
     ys = [net.forward_agent_major(xs[0]), _plain(net, xs[1])]
     assert torch.allclose(ys[0], ys[1], rtol=0, atol=1e-13)

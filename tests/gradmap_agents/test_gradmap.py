@@ -25,9 +25,15 @@ def env():
     return env_params("ieee13-50-v0")
 
 
+@pytest.fixture
+def env_on(env, device):
+    """``env`` on ``device`` (the module's own object on the CPU)."""
+    return env if device.type == "cpu" else env_params("ieee13-50-v0", device=device)
+
+
 def _policy(env, seed=0, dtype=torch.float64):
     return StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, (16,)), seed=seed,
-                         out_scale=1.0, dtype=dtype)
+                         out_scale=1.0, dtype=dtype, device=env.node_mask.device)
 
 
 def _sized(n_steps, n_nodes, n_line_phases):
@@ -41,7 +47,8 @@ def _duals(env, gran="node_time"):
     return init_duals(env, gran, 300.0, 30.0)
 
 
-def test_surrogate_first_gradient_equals_gradma(env):
+def test_surrogate_first_gradient_equals_gradma(env_on):
+    env = env_on
     pol = _policy(env)
     days = env.scenario.split.train[[1, 12, 50]]
     duals = _duals(env)
@@ -134,7 +141,8 @@ def test_gradma_rms_normalisation_scales_its_step_not_its_direction(env):
 
 
 @pytest.mark.parametrize("method", ["gradma", "gradmap"])
-def test_one_update_lowers_the_lagrangian_of_its_days(env, method):
+def test_one_update_lowers_the_lagrangian_of_its_days(env_on, method):
+    env = env_on
     pol = _policy(env, seed=1, dtype=torch.float32)  # the trainer's default precision
     opt = torch.optim.Adam(pol.parameters(), lr=3e-3)
     days = env.scenario.split.train[:4]

@@ -11,13 +11,14 @@ from gradmap_agents.train import init_state
 from gridedge_env.rollout import no_control, rollout
 
 
-def _policy(n=6, f=7, groups=None, seed=0, dtype=torch.float64):
-    return StackedPolicy(n, f, groups or [(slice(0, n), (8, 8))], seed=seed, dtype=dtype)
+def _policy(n=6, f=7, groups=None, seed=0, dtype=torch.float64, device="cpu"):
+    return StackedPolicy(n, f, groups or [(slice(0, n), (8, 8))], seed=seed, dtype=dtype,
+                         device=device)
 
 
-def test_changing_one_agent_changes_only_its_actions_and_gradients():
-    pol = _policy()
-    obs = torch.randn(5, 6, 7, dtype=torch.float64)
+def test_changing_one_agent_changes_only_its_actions_and_gradients(device):
+    pol = _policy(device=device)
+    obs = torch.randn(5, 6, 7, dtype=torch.float64).to(device)
     a0 = pol(obs)
     with torch.no_grad():
         pol.nets[0].w1[2] += 0.5  # agent 2's second layer
@@ -39,12 +40,12 @@ def test_agents_do_not_share_parameters():
     assert len(set(a.tolist())) == 6
 
 
-def test_an_agent_sees_only_its_own_observation():
-    pol = _policy()
-    obs = torch.randn(3, 6, 7, dtype=torch.float64, requires_grad=True)
+def test_an_agent_sees_only_its_own_observation(device):
+    pol = _policy(device=device)
+    obs = torch.randn(3, 6, 7, dtype=torch.float64).to(device).requires_grad_(True)
     jac = torch.autograd.functional.jacobian(lambda o: pol(o).sum(0), obs)  # (6, 3, 6, 7)
     touched = jac.abs().sum((1, 3)) > 0  # action of agent i vs observation of agent j
-    assert torch.equal(touched, torch.eye(6, dtype=torch.bool))
+    assert torch.equal(touched, torch.eye(6, dtype=torch.bool, device=device))
 
 
 @pytest.mark.parametrize("lead", [(), (4,), (2, 3)])
@@ -93,12 +94,13 @@ def test_kinds_with_other_sizes_form_groups():
         pol(torch.zeros(2, 5, 7, dtype=torch.float64))
 
 
-def test_float32_policy_in_a_float64_environment():
+def test_float32_policy_in_a_float64_environment(device):
     """The default precision: float64 observations in, float64 actions out, gradients through
     both casts, and the same actions as the float64 policy to float32 rounding."""
-    p32, p64 = _policy(dtype=torch.float32), _policy(dtype=torch.float64)
+    p32, p64 = _policy(dtype=torch.float32, device=device), _policy(dtype=torch.float64,
+                                                                    device=device)
     p64.load_state_dict({k: v.double() for k, v in p32.state_dict().items()})
-    obs = torch.randn(4, 6, 7, dtype=torch.float64, requires_grad=True)
+    obs = torch.randn(4, 6, 7, dtype=torch.float64).to(device).requires_grad_(True)
     a = p32(obs)
     assert a.dtype == torch.float64 and p32.nets[0].w0.dtype == torch.float32
     torch.testing.assert_close(a, p64(obs), rtol=0, atol=1e-6)

@@ -15,6 +15,12 @@ def params():
     return env_params("ieee13-50-v0")
 
 
+@pytest.fixture
+def params_on(params, device):
+    """``params`` on ``device`` (the module's own object on the CPU)."""
+    return params if device.type == "cpu" else env_params("ieee13-50-v0", device=device)
+
+
 def day_lagrangian(params, actions, days):
     """Cost plus weighted violations of whole days; ``actions`` ``(B, T, N)``."""
     state, _ = reset(params, len(days), days=days)
@@ -25,11 +31,12 @@ def day_lagrangian(params, actions, days):
     return total
 
 
-def test_full_day_gradient_matches_finite_differences(params):
+def test_full_day_gradient_matches_finite_differences(params_on):
+    params = params_on
     days = torch.tensor([int(params.scenario.split.test[3]), int(params.scenario.split.test[9])])
     g = torch.Generator().manual_seed(0)
     a = (torch.rand(2, params.n_steps, params.n_agents, generator=g, dtype=torch.float64) - 0.5)
-    a = (1.6 * a).requires_grad_(True)  # inside (-0.8, 0.8): no clamp binds
+    a = (1.6 * a).to(params.node_mask.device).requires_grad_(True)  # in (-0.8, 0.8): no clamp
     (grad,) = torch.autograd.grad(day_lagrangian(params, a, days), a)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     picks = [(0, 0, 0), (0, 18, 5), (1, 36, 12), (1, 40, 30), (0, 47, 49), (1, 20, 7)]
@@ -42,9 +49,10 @@ def test_full_day_gradient_matches_finite_differences(params):
         assert torch.isclose(grad[idx], fd, rtol=1e-4, atol=1e-6), (idx, grad[idx], fd)
 
 
-def test_batch_equals_single_days(params):
+def test_batch_equals_single_days(params_on):
+    params = params_on
     days = params.scenario.split.test[:3]
-    a = torch.full((3, params.n_agents), 0.2, dtype=torch.float64)
+    a = torch.full((3, params.n_agents), 0.2, dtype=torch.float64, device=params.node_mask.device)
     s3, _ = reset(params, 3, days=days)
     outs3 = []
     for _ in range(5):

@@ -13,11 +13,18 @@ def params():
     return env_params("ieee13-50-v0", pf_tol_pu=1e-12)
 
 
+@pytest.fixture
+def params_on(params, device):
+    """``params`` on ``device`` (the module's own object on the CPU)."""
+    return params if device.type == "cpu" else env_params("ieee13-50-v0", pf_tol_pu=1e-12,
+                                                           device=device)
+
+
 def linear_policy(params, seed=0):
     """An independent per-agent linear-tanh policy of the local observation."""
     g = torch.Generator().manual_seed(seed)
     w = (torch.rand(params.n_agents, params.obs_dim, generator=g, dtype=torch.float64) - 0.5)
-    w.requires_grad_(True)
+    w = w.to(params.node_mask.device).requires_grad_(True)
     return w, lambda obs, t, state: torch.tanh((obs * w).sum(-1) + 0.1)
 
 
@@ -26,7 +33,8 @@ def lagrangian(r):
     return r.cost.sum() + 300 * (c.v_over_pu.sum() + c.v_under_pu.sum()) + 20 * c.line_over.sum()
 
 
-def test_whole_day_and_stepwise_paths_agree_with_the_same_gradient(params):
+def test_whole_day_and_stepwise_paths_agree_with_the_same_gradient(params_on):
+    params = params_on
     w, pol = linear_policy(params)
     days = params.scenario.split.train[[1, 40, 100]]  # line overload, overvoltage, none
     out = {}
@@ -48,8 +56,9 @@ def test_whole_day_and_stepwise_paths_agree_with_the_same_gradient(params):
     assert sum(c.sum() for c in a.constraints[:3]) > 0  # something binds
 
 
-def test_closed_loop_action_gradient_matches_finite_differences(params):
+def test_closed_loop_action_gradient_matches_finite_differences(params_on):
     """``dL/d delta`` includes what an action changes in later observations and actions."""
+    params = params_on
     w, pol = linear_policy(params, seed=3)
     days = params.scenario.split.train[[12, 60]]
     r = rollout(params, days, pol, perturb=True)

@@ -130,11 +130,11 @@ def test_straight_through_keeps_gradient_for_out_of_range_action():
     assert grads[0] == pytest.approx(0.5 * 0.95 * 3.0 / 10.0) and grads[1] == 0.0
 
 
-def test_batch_of_one_equals_slice():
+def test_batch_of_one_equals_slice(device):
     g = torch.Generator().manual_seed(0)
-    params = sample_battery(BatteryConfig(), 7, generator=g, dtype=F64)
-    soc = 0.1 + 0.85 * torch.rand(4, 7, generator=g, dtype=F64)
-    act = 3 * torch.rand(4, 7, generator=g, dtype=F64) - 1.5
+    params = sample_battery(BatteryConfig(), 7, generator=g, dtype=F64, device=device)
+    soc = (0.1 + 0.85 * torch.rand(4, 7, generator=g, dtype=F64)).to(device)
+    act = (3 * torch.rand(4, 7, generator=g, dtype=F64) - 1.5).to(device)
     full = battery.step(params, BatteryState(soc), act, None, 0.5)
     for b in range(4):
         one = battery.step(params, BatteryState(soc[b : b + 1]), act[b : b + 1], None, 0.5)
@@ -152,12 +152,13 @@ def test_config_validation():
         BatteryConfig(action_map="tanh")
 
 
-def test_day_rollout_backpropagates_finite_gradients():
+def test_day_rollout_backpropagates_finite_gradients(device):
     g = torch.Generator().manual_seed(8)
-    params = sample_battery(BatteryConfig(), 50, generator=g, dtype=F64)
-    actions = (3 * torch.rand(48, 4, 50, generator=g, dtype=F64) - 1.5).requires_grad_(True)
+    params = sample_battery(BatteryConfig(), 50, generator=g, dtype=F64, device=device)
+    actions = (3 * torch.rand(48, 4, 50, generator=g, dtype=F64) - 1.5).to(device)
+    actions.requires_grad_(True)
     state = battery.init_state(params, 4)
-    total = torch.zeros((), dtype=F64)
+    total = torch.zeros((), dtype=F64, device=device)
     for a in actions:
         state, (p_kw, _), costs = battery.step(params, state, a)
         total = total + (0.2 * p_kw * 0.5 + costs["degradation"]).sum()

@@ -71,10 +71,10 @@ def test_straight_through_gradient_for_out_of_range_action():
     assert grads[0] == pytest.approx(-params.p_max_kw.item() / 2) and grads[1] == 0.0
 
 
-def test_batch_of_one_equals_slice():
+def test_batch_of_one_equals_slice(device):
     g = torch.Generator().manual_seed(7)
-    params = sample_generator(GeneratorConfig(), N, generator=g, dtype=F64)
-    act = 2.4 * torch.rand(3, N, 2, generator=g, dtype=F64) - 1.2
+    params = sample_generator(GeneratorConfig(), N, generator=g, dtype=F64, device=device)
+    act = (2.4 * torch.rand(3, N, 2, generator=g, dtype=F64) - 1.2).to(device)
     full = generator.step(params, None, act)
     for b in range(3):
         one = generator.step(params, None, act[b : b + 1])

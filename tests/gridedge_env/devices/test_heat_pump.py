@@ -151,12 +151,12 @@ def test_straight_through_gradient_for_out_of_range_action():
     assert grads[0] > 0 and grads[1] == 0.0
 
 
-def test_batch_of_one_equals_slice_and_exog_broadcast():
+def test_batch_of_one_equals_slice_and_exog_broadcast(device):
     g = torch.Generator().manual_seed(5)
-    params = sample_heat_pump(HeatPumpConfig(), 6, generator=g, dtype=F64)
-    t_in = 15 + 10 * torch.rand(3, 6, generator=g, dtype=F64)
-    act = 2 * torch.rand(3, 6, generator=g, dtype=F64) - 1
-    t_out = 10 * torch.rand(3, 1, generator=g, dtype=F64)
+    params = sample_heat_pump(HeatPumpConfig(), 6, generator=g, dtype=F64, device=device)
+    t_in = (15 + 10 * torch.rand(3, 6, generator=g, dtype=F64)).to(device)
+    act = (2 * torch.rand(3, 6, generator=g, dtype=F64) - 1).to(device)
+    t_out = (10 * torch.rand(3, 1, generator=g, dtype=F64)).to(device)
     full = heat_pump.step(params, HeatPumpState(t_in), act, HeatPumpExog(t_out))
     wide = heat_pump.step(params, HeatPumpState(t_in), act, HeatPumpExog(t_out.expand(3, 6)))
     assert torch.equal(full[0].t_in_c, wide[0].t_in_c)

@@ -17,12 +17,13 @@ def ieee13():
 
 
 @pytest.mark.parametrize("load_model", ["pq", "zip"])
-def test_gradcheck_ieee13(ieee13, load_model):
-    pf = PowerFlow(ieee13, injection_nodes=NODES13, load_model=load_model, tol=1e-13)
-    idx = torch.tensor([ieee13.node_index(n) for n in NODES13])
+def test_gradcheck_ieee13(ieee13, load_model, device):
+    pf = PowerFlow(ieee13, device=device, injection_nodes=NODES13, load_model=load_model,
+                   tol=1e-13)
+    idx = torch.tensor([ieee13.node_index(n) for n in NODES13], device=device)
 
     def fn(p, q, scale_pct):  # kW, kvar, percent: one finite-difference step (eps) suits all
-        s = torch.zeros(2, ieee13.n_nodes, dtype=torch.complex128)
+        s = torch.zeros(2, ieee13.n_nodes, dtype=torch.complex128, device=device)
         s = s.index_add(1, idx, torch.complex(p, q))
         r = pf.solve(s, scale_pct / 100)
         return r.v_pu, r.losses_kva.real, r.line_loading
@@ -31,33 +32,35 @@ def test_gradcheck_ieee13(ieee13, load_model):
     p = (torch.rand(2, len(NODES13), generator=g, dtype=torch.float64) - 0.5) * 100
     q = (torch.rand(2, len(NODES13), generator=g, dtype=torch.float64) - 0.5) * 40
     scale = 50 + 100 * torch.rand(2, ieee13.n_loads, generator=g, dtype=torch.float64)
-    args = tuple(t.requires_grad_(True) for t in (p, q, scale))
+    args = tuple(t.to(device).requires_grad_(True) for t in (p, q, scale))
     assert torch.autograd.gradcheck(fn, args, eps=1e-2, atol=1e-6, rtol=1e-5)
 
 
-def test_finite_differences_ieee123():
+def test_finite_differences_ieee123(device):
     f = load_feeder("ieee123")
     nodes = [f.node_index(n) for n in ["49.1", "65.3", "114.1", "83.2", "300.2"]]
-    pf = PowerFlow(f, injection_nodes=nodes, tol=1e-13)
-    weights = torch.linspace(1, 2, f.n_nodes, dtype=torch.float64)
+    pf = PowerFlow(f, device=device, injection_nodes=nodes, tol=1e-13)
+    weights = torch.linspace(1, 2, f.n_nodes, dtype=torch.float64, device=device)
 
     def loss(p):
-        s = torch.zeros(f.n_nodes, dtype=torch.complex128)
-        s = s.index_add(0, torch.tensor(nodes), p.to(torch.complex128))
+        s = torch.zeros(f.n_nodes, dtype=torch.complex128, device=device)
+        s = s.index_add(0, torch.tensor(nodes, device=device), p.to(torch.complex128))
         return (pf.solve(s, 1.2).v_pu * weights).sum()
 
-    p0 = torch.tensor([30.0, -20.0, 15.0, 40.0, -10.0], dtype=torch.float64, requires_grad=True)
+    p0 = torch.tensor([30.0, -20.0, 15.0, 40.0, -10.0], dtype=torch.float64, device=device,
+                      requires_grad=True)
     (grad,) = torch.autograd.grad(loss(p0), p0)
     h = 1e-3
     fd = torch.stack([(loss(p0.detach() + h * e) - loss(p0.detach() - h * e)) / (2 * h)
-                      for e in torch.eye(len(nodes), dtype=torch.float64)])
+                      for e in torch.eye(len(nodes), dtype=torch.float64, device=device)])
     torch.testing.assert_close(grad, fd, rtol=1e-6, atol=1e-12)
 
 
-def test_float32_gradient_close_to_float64(ieee13):
+def test_float32_gradient_close_to_float64(ieee13, device):
     def grad(dtype):
-        pf = PowerFlow(ieee13, dtype=dtype)
-        scale = torch.full((3, ieee13.n_loads), 1.1, dtype=dtype, requires_grad=True)
+        pf = PowerFlow(ieee13, device=device, dtype=dtype)
+        scale = torch.full((3, ieee13.n_loads), 1.1, dtype=dtype, device=device,
+                           requires_grad=True)
         pf.solve(None, scale).v_pu.sum().backward()
         return scale.grad.double()
 

@@ -56,13 +56,14 @@ def test_agrees_with_extended_precision_reference(name, backend):
         assert err[grounded].max() < 1e-8, (j, f.nodes[grounded[err[grounded].argmax()]])
 
 
-def test_batch_shapes_agree(ieee13):
-    pf = PowerFlow(ieee13)
+def test_batch_shapes_agree(ieee13, device):
+    pf = PowerFlow(ieee13, device=device)
     g = torch.Generator().manual_seed(0)
     scale = 0.5 + torch.rand(2, 3, ieee13.n_loads, generator=g, dtype=torch.float64)
     s = torch.zeros(2, 3, ieee13.n_nodes, dtype=torch.complex128)
     s[..., 10] = torch.complex(torch.rand(2, 3, generator=g, dtype=torch.float64) * 50,
                                torch.zeros(2, 3, dtype=torch.float64))
+    s, scale = s.to(device), scale.to(device)
     r = pf.solve(s, scale)
     assert r.v.shape == (2, 3, ieee13.n_nodes) and r.converged.shape == (2, 3)
     one = pf.solve(s[1, 2], scale[1, 2])
@@ -71,41 +72,42 @@ def test_batch_shapes_agree(ieee13):
     torch.testing.assert_close(one.i_line_a, r.i_line_a[1, 2], rtol=0, atol=1e-7)
 
 
-def test_unbatched_default_and_power_balance(ieee13):
-    r = PowerFlow(ieee13).solve()
+def test_unbatched_default_and_power_balance(ieee13, device):
+    r = PowerFlow(ieee13, device=device).solve()
     assert r.v.shape == (ieee13.n_nodes,) and bool(r.converged)
     assert torch.allclose(r.s_sub_kva, r.s_load_kva + r.losses_kva)
     assert r.losses_kva.real > 0
     assert r.line_loading.shape == (len(PowerFlow(ieee13).line_phase_names),)
 
 
-def test_float32_close_to_float64():
+def test_float32_close_to_float64(device):
     f = load_feeder("ieee123")
-    scale = torch.linspace(0.5, 1.5, 16, dtype=torch.float64)[:, None]
-    r64 = PowerFlow(f).solve(None, scale)
-    r32 = PowerFlow(f, dtype=torch.float32).solve(None, scale.float())
+    scale = torch.linspace(0.5, 1.5, 16, dtype=torch.float64, device=device)[:, None]
+    r64 = PowerFlow(f, device=device).solve(None, scale)
+    r32 = PowerFlow(f, device=device, dtype=torch.float32).solve(None, scale.float())
     assert r32.v.dtype == torch.complex64
     assert (r32.v_pu.double() - r64.v_pu).abs().max() < 2e-6
 
 
-def test_newton_matches_fixed_point_and_rescues_heavy_load():
+def test_newton_matches_fixed_point_and_rescues_heavy_load(device):
     f = load_feeder("ieee123")
-    fp = PowerFlow(f, newton_iter=0, on_nonconvergence="flag")
-    newton_only = PowerFlow(f, max_iter=1, newton_iter=30)
-    scale = torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64)
+    fp = PowerFlow(f, device=device, newton_iter=0, on_nonconvergence="flag")
+    newton_only = PowerFlow(f, device=device, max_iter=1, newton_iter=30)
+    scale = torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64, device=device)
     ref, nw = fp.solve(None, scale), newton_only.solve(None, scale)
     assert bool(ref.converged.all()) and bool(nw.converged.all())
     assert (nw.v_pu - ref.v_pu).abs().max() < 1e-9
     # 3.2x nominal: the fixed point contracts too slowly for 60 iterations, Newton finishes it.
-    heavy = torch.tensor([[3.2]], dtype=torch.float64)
+    heavy = torch.tensor([[3.2]], dtype=torch.float64, device=device)
     assert not bool(fp.solve(None, heavy).converged.all())
-    r = PowerFlow(f).solve(None, heavy)
+    r = PowerFlow(f, device=device).solve(None, heavy)
     assert bool(r.converged.all()) and r.v_pu.min() < 0.7
 
 
-def test_nonconvergence_is_flagged_and_isolated(ieee13):
-    flag = PowerFlow(ieee13, on_nonconvergence="flag")
-    scale = torch.tensor([[1.0], [20.0], [0.7]], dtype=torch.float64, requires_grad=True)
+def test_nonconvergence_is_flagged_and_isolated(ieee13, device):
+    flag = PowerFlow(ieee13, device=device, on_nonconvergence="flag")
+    scale = torch.tensor([[1.0], [20.0], [0.7]], dtype=torch.float64, device=device,
+                         requires_grad=True)
     r = flag.solve(None, scale)
     assert r.converged.tolist() == [True, False, True]
     assert torch.isfinite(r.v).all() and torch.isfinite(r.v_pu).all()
@@ -114,7 +116,7 @@ def test_nonconvergence_is_flagged_and_isolated(ieee13):
     r.v_pu.sum().backward()
     assert torch.isfinite(scale.grad).all() and scale.grad[1].abs().sum() == 0
     with pytest.raises(PowerFlowError, match="did not converge for 1 of 3") as err:
-        PowerFlow(ieee13).solve(None, scale.detach())
+        PowerFlow(ieee13, device=device).solve(None, scale.detach())
     assert err.value.failed.tolist() == [1]
 
 
@@ -197,24 +199,25 @@ class TestBadInput:
             PowerFlow(ieee13, injection_nodes=["999.1"])
 
 
-def test_injections_at_nodes_match_the_full_vector(ieee13):
+def test_injections_at_nodes_match_the_full_vector(ieee13, device):
     """``solve(s, at=nodes)`` sums repeated nodes and equals the ``(B, n_nodes)`` form."""
     nodes = [ieee13.node_index(n) for n in ("675.1", "675.2", "611.3", "652.1")]
-    pf = PowerFlow(ieee13, injection_nodes=nodes)
-    at = torch.tensor([nodes[0], nodes[2], nodes[0], nodes[3], nodes[1]])
+    pf = PowerFlow(ieee13, device=device, injection_nodes=nodes)
+    at = torch.tensor([nodes[0], nodes[2], nodes[0], nodes[3], nodes[1]], device=device)
     g = torch.Generator().manual_seed(2)
     s = torch.complex(torch.rand(3, 5, generator=g, dtype=torch.float64) * 80 - 40,
-                      torch.rand(3, 5, generator=g, dtype=torch.float64) * 20)
-    full = torch.zeros(3, ieee13.n_nodes, dtype=torch.complex128).index_add(1, at, s)
+                      torch.rand(3, 5, generator=g, dtype=torch.float64) * 20).to(device)
+    full = torch.zeros(3, ieee13.n_nodes, dtype=torch.complex128, device=device).index_add(
+        1, at, s)
     r_at, r_full = pf.solve(s, 0.7, at=at), pf.solve(full, 0.7)
     torch.testing.assert_close(r_at.v, r_full.v, rtol=0, atol=1e-9)
     torch.testing.assert_close(r_at.line_loading, r_full.line_loading, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="not one of this PowerFlow's injection_nodes"):
-        pf.solve(s[:, :1], at=torch.tensor([ieee13.node_index("680.1")]))
+        pf.solve(s[:, :1], at=torch.tensor([ieee13.node_index("680.1")], device=device))
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 5\)"):
         pf.solve(s[:, :4], at=at)
     with pytest.raises(ValueError, match="NaN/inf.*652.1"):
-        pf.solve(s.index_fill(1, torch.tensor([3]), float("nan")), at=at)
+        pf.solve(s.index_fill(1, torch.tensor([3], device=device), float("nan")), at=at)
 
 
 def test_magnitude_matches_abs_with_zero_gradient_at_zero():
@@ -249,7 +252,7 @@ def test_compiled_unrolled_start_matches_eager(ieee13):
     assert (r_c.iterations >= comp.settings.unroll).all() and r_c.converged.all()
 
 
-def test_unrolled_solve_matches_solve_and_flags_too_few_iterations(ieee13):
+def test_unrolled_solve_matches_solve_and_flags_too_few_iterations(ieee13, device):
     """:func:`unrolled_solve` (the fused step's power flow; its last iteration reads the port
     voltages, delta load ports included, off the node-voltage GEMM) gives the regular solve's
     voltages and line loadings, and reports a scenario unconverged when it ran too few
@@ -257,14 +260,14 @@ def test_unrolled_solve_matches_solve_and_flags_too_few_iterations(ieee13):
     from gridedge_env.powerflow.unrolled import unrolled_solve
 
     nodes = [ieee13.node_index(n) for n in ("675.1", "675.2", "611.3", "652.1", "692.3")]
-    pf = PowerFlow(ieee13, injection_nodes=nodes, tol=1e-10)
+    pf = PowerFlow(ieee13, device=device, injection_nodes=nodes, tol=1e-10)
     net = pf.unrolled_network()
     assert bool((net.port_b >= 0).any())  # IEEE 13's delta loads give node-pair ports
     g = torch.Generator().manual_seed(7)
     s = torch.complex(torch.rand(5, 5, generator=g, dtype=torch.float64) * 400 - 100,
-                      torch.rand(5, 5, generator=g, dtype=torch.float64) * 80)
-    ref = pf.solve(s, load_scale=0.0, at=torch.tensor(nodes))
-    s_va = torch.zeros(5, pf.n_ports, 2, dtype=torch.float64)
+                      torch.rand(5, 5, generator=g, dtype=torch.float64) * 80).to(device)
+    ref = pf.solve(s, load_scale=0.0, at=torch.tensor(nodes, device=device))
+    s_va = torch.zeros(5, pf.n_ports, 2, dtype=torch.float64, device=device)
     s_va[:, pf.ports_of(nodes)] = torch.view_as_real(s) * 1e3
     v, v_pu, _, loading, converged, last, _ = unrolled_solve(net, s_va, 40, 1e-10, 1e-14)
     assert converged.all()

@@ -30,9 +30,11 @@ def test_sparse_matches_dense_ieee123():
     torch.testing.assert_close(gs, gd, rtol=1e-5, atol=1e-8)
 
 
-def test_auto_picks_sparse_for_large_feeders():
+def test_auto_picks_sparse_for_large_feeders(device):
+    """Above ``ports.DENSE_LIMIT`` nodes ``backend="auto"`` is sparse on the CPU; on a GPU it
+    stays dense (the port matrices fit in GPU memory)."""
     f = synthetic_radial(1200)  # 3,603 nodes
-    pf = PowerFlow(f, injection_nodes=[])
-    assert pf.network.kind == "sparse"
-    r = pf.solve(None, torch.tensor([[0.8], [1.2]], dtype=torch.float64))
+    pf = PowerFlow(f, device=device, injection_nodes=[])
+    assert pf.network.kind == ("sparse" if device.type == "cpu" else "dense")
+    r = pf.solve(None, torch.tensor([[0.8], [1.2]], dtype=torch.float64, device=device))
     assert bool(r.converged.all()) and 0.9 < float(r.v_pu.min()) < 1.0
