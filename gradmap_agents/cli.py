@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from gridedge_env.config import ConfigError
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .bench import bench_envgrad, bench_kernel, bench_methods, bench_update
 from .checkpoint import CheckpointError, config_of
 from .config import RESUMABLE_KEYS, diff_keys, load_config, merge, parse_set
@@ -97,7 +97,10 @@ def _resolve(args):
 
 def train_main(argv=None) -> int:
     """``gradmap-train --config NAME|FILE [--set key=value ...] [--out DIR] [--logger wandb|csv|none]
-    [--resume] [--max-minutes M]``: train GradMAP/GradMA policies, then evaluate them."""
+    [--resume] [--max-minutes M]``: train GradMAP/GradMA policies, then evaluate them. Under
+    ``torchrun --nproc_per_node K`` the K processes train one run together, each on its share of
+    every batch of days (gloo on the CPU, NCCL on GPUs); rank 0 writes the run's files and
+    prints."""
     ap = argparse.ArgumentParser(prog="gradmap-train", description=train_main.__doc__)
     ap.add_argument("--config", help="training config: a registered name (ieee13-50, ieee123-1000, "
                     "ieee123-100, ieee123-300) or a YAML file; default: the defaults")
@@ -120,8 +123,23 @@ def train_main(argv=None) -> int:
         env = build_env(cfg)  # validates env_overrides before any run directory exists
     except ConfigError as exc:
         raise SystemExit(f"gradmap-train: {exc}") from None
+    try:
+        distributed.init_from_env(cfg.device)  # joins torchrun's process group, if any
+        code = _train(args, cfg, run_dir, env)
+    except distributed.LaunchError as exc:
+        distributed.close()
+        raise SystemExit(f"gradmap-train: {exc}") from None
+    except BaseException:
+        distributed.close()
+        raise
+    return distributed.finish(code)  # under torchrun: ends the process here (see its doc)
+
+
+def _train(args, cfg, run_dir: Path, env) -> int:
+    """Train (and evaluate) the resolved run; the exit code."""
     start = checkpoint.read(run_dir / CHECKPOINT)[1]["iteration"] if args.resume else 0
-    bar = _progress(cfg, start, quiet=args.logger == "none")
+    main = distributed.is_main()
+    bar = _progress(cfg, start, quiet=args.logger == "none" or not main)
     try:
         s, _, report = train_run(
             run_dir, cfg, env=env, resume=args.resume, logger=args.logger, progress_fn=bar,
@@ -129,16 +147,20 @@ def train_main(argv=None) -> int:
             max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
     except CheckpointError as exc:
         raise SystemExit(f"gradmap-train: {exc}") from None
-    except NonConvergenceError as exc:
+    except NonConvergenceError as exc:  # every rank stops alike; rank 0 says why
         bar(None)
-        print(f"gradmap-train: stopped: {exc}; {_checkpoint_note(run_dir)}", file=sys.stderr)
+        if main:
+            print(f"gradmap-train: stopped: {exc}; {_checkpoint_note(run_dir)}", file=sys.stderr)
         return EXIT_NONCONVERGED
     except FloatingPointError as exc:
         bar(None)
-        print(f"gradmap-train: the run diverged ({exc}); {_checkpoint_note(run_dir)}",
-              file=sys.stderr)
+        if main:
+            print(f"gradmap-train: the run diverged ({exc}); {_checkpoint_note(run_dir)}",
+                  file=sys.stderr)
         return EXIT_DIVERGED
     bar(None)
+    if not main:
+        return 0
     if s.iteration < cfg.iterations:
         print(f"stopped after --max-minutes at iteration {s.iteration}/{cfg.iterations}; "
               f"continue with: gradmap-train --resume --out {run_dir}")

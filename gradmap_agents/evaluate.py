@@ -22,16 +22,24 @@ is their share of all day-steps; every other metric leaves them out: per-day mea
 and its channels, the violation magnitudes) are over the days whose every power flow converged,
 frequencies and extremes (``v_min_pu``, ``v_max_pu``, ``max_line_loading``) over the converged
 day-steps. A metric with nothing left to average is NaN.
+
+Across processes (:mod:`.distributed`) each rank tallies its own days (:func:`tally`: sums,
+counts and maxima, which add up over disjoint sets of days), the tallies are all-reduced and
+every rank finishes the same metrics (:func:`finish`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from gridedge_env.rollout import DayRollout, concat, rollout
 
+from . import distributed
 
-def metrics(env, roll: DayRollout) -> dict[str, float]:
+
+def metrics(env, roll: DayRollout, *, across_ranks: bool = False) -> dict[str, float]:
     """The evaluation metrics of a rollout (keys without a prefix), from converged power flows
     only: per-day means over the days whose every power flow converged, frequencies and
     extremes over the converged day-steps (module docstring); ``nonconverged`` counts the
@@ -41,7 +49,35 @@ def metrics(env, roll: DayRollout) -> dict[str, float]:
     conditioning): ``pf_iterations_mean`` / ``pf_iterations_max``, the power flow's iterations
     (``DayRollout.pf_iterations``), and ``pf_contraction_mean`` / ``pf_contraction_max``, its
     observed contraction rate (``DayRollout.pf_contraction``, 1; day-steps without a rate, NaN,
-    left out)."""
+    left out).
+
+    ``across_ranks``: ``roll`` is this rank's share of the days (:mod:`.distributed`); the
+    metrics are those of all ranks' days together (sums, counts and extremes all-reduced: two
+    collectives). Nothing changes in one process."""
+    sums, maxima = tally(env, roll)
+    if across_ranks:
+        distributed.all_sum(sums)
+        distributed.all_max(maxima)
+    return finish(sums.tolist(), maxima.tolist(), list(roll.cost_parts))
+
+
+SUMS = ("cost", "violation_magnitude", "voltage_violation_magnitude", "line_violation_magnitude",
+        "outside", "over", "nonconverged", "clipped_actions", "pf_iterations", "pf_rate",
+        "voltage_violation_days", "line_violation_days", "voltage_worst_pu",
+        "line_worst_overload", "vuf", "n_days_ok", "n_conv", "n_day_steps", "n_node_steps", "n_over",
+        "n_loading", "n_pf_rate", "n_vuf")
+"""What :func:`tally` sums, in its order: sums of each mean's terms, then the counts (``n_``)."""
+MAXIMA = ("v_min_pu", "v_max_pu", "max_line_loading", "pf_iterations_max", "pf_contraction_max",
+          "voltage_worst_pu_max", "line_worst_overload_max", "vuf_max")
+"""What :func:`tally` takes the maximum of, in its order (``v_min_pu`` negated); ``-inf`` when
+there is nothing to take it of."""
+
+
+def tally(env, roll: DayRollout) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sufficient statistics of :func:`metrics` for ``roll``'s days, float64 on the
+    rollout's device: sums and counts ``(len(SUMS) + parts,)`` (the cost parts' sums last, in
+    ``roll.cost_parts`` order) and maxima ``(len(MAXIMA),)``, which add up (take the maximum)
+    over disjoint sets of days."""
     cons = roll.constraints
     node = env.node_mask.bool()
     rated = torch.as_tensor(env.powerflow._inv_amps > 0)
@@ -56,70 +92,96 @@ def metrics(env, roll: DayRollout) -> dict[str, float]:
     pf_iters = roll.pf_iterations[conv].double()
     pf_rate = roll.pf_contraction[conv].double()
     pf_rate = pf_rate[torch.isfinite(pf_rate)]
-
-    def mean(x):
-        return float(x.double().mean()) if x.numel() else float("nan")
-
-    def extreme(x, fn):
-        return float(fn(x)) if x.numel() else float("nan")
-
-    out = {
-        "cost": mean(roll.cost[day_ok]),
-        "violation_magnitude": mean(v_mag + line_mag),
-        "voltage_violation_magnitude": mean(v_mag),
-        "line_violation_magnitude": mean(line_mag),
-        "violation_frequency": mean(outside),
-        "voltage_violation_frequency": mean(outside),
-        "line_overload_frequency": (mean(over) if over.numel() or not bool(conv.any())
-                                    else 0.0),
-        "v_min_pu": extreme(v, torch.min),
-        "v_max_pu": extreme(v, torch.max),
-        "max_line_loading": (extreme(loading, torch.max) if loading.numel()
-                             or not bool(conv.any()) else 0.0),
-        "nonconverged": int((~conv).sum()),
-        "nonconverged_share": float((~conv).double().mean()) if conv.numel() else 0.0,
-        "clipped_actions": int(roll.clipped_actions.sum()),
-        "pf_iterations_mean": mean(pf_iters),
-        "pf_iterations_max": extreme(pf_iters, torch.max),
-        "pf_contraction_mean": mean(pf_rate),
-        "pf_contraction_max": extreme(pf_rate, torch.max),
-    }
-    out.update({f"cost_{k}": mean(c[day_ok]) for k, c in roll.cost_parts.items()})
-    out.update(_own_units(cons, node, day_ok, conv))
-    return out
-
-
-def _own_units(cons, node, day_ok, conv) -> dict[str, float]:
-    """Voltage and line metrics in their own units (module docstring), over the days (day-steps)
-    whose power flows converged."""
     v_exc = torch.maximum(cons.v_over_pu, cons.v_under_pu)[..., node][day_ok]  # (D, T, n)
     line = cons.line_over[day_ok]  # (D, T, r)
     v_worst = v_exc.flatten(1).amax(1) if v_exc.numel() else v_exc.new_zeros(len(v_exc))
     l_worst = line.flatten(1).amax(1) if line.numel() else line.new_zeros(len(line))
-    vuf = cons.unbalance[conv] if cons.unbalance is not None else None
+    vuf = cons.unbalance[conv] if cons.unbalance is not None else v.new_zeros(0)
+    f64 = dict(dtype=torch.float64, device=conv.device)
 
-    def stat(x, fn):
-        return float(fn(x.double())) if x is not None and x.numel() else float("nan")
+    def total(x):
+        return x.double().sum()
 
-    return {"voltage_violation_days": stat(v_worst > 0, torch.mean),
-            "line_violation_days": stat(l_worst > 0, torch.mean),
-            "voltage_worst_pu": stat(v_worst, torch.mean),
-            "voltage_worst_pu_max": stat(v_worst, torch.max),
-            "line_worst_overload": stat(l_worst, torch.mean),
-            "line_worst_overload_max": stat(l_worst, torch.max),
-            "vuf_mean": stat(vuf, torch.mean),
-            "vuf_max": stat(vuf, torch.max)}
+    def count(x):
+        return torch.tensor(float(x.numel()), **f64)
+
+    def top(x):
+        return x.double().max() if x.numel() else torch.tensor(-math.inf, **f64)
+
+    sums = [total(roll.cost[day_ok]), total(v_mag + line_mag), total(v_mag), total(line_mag),
+            total(outside), total(over), total(~conv), total(roll.clipped_actions),
+            total(pf_iters), total(pf_rate), total(v_worst > 0), total(l_worst > 0),
+            total(v_worst), total(l_worst), total(vuf), total(day_ok), total(conv), count(conv),
+            count(outside), count(over), count(loading), count(pf_rate), count(vuf)]
+    sums += [total(c[day_ok]) for c in roll.cost_parts.values()]
+    maxima = [top(-v), top(v), top(loading), top(pf_iters), top(pf_rate), top(v_worst),
+              top(l_worst), top(vuf)]
+    return torch.stack(sums), torch.stack(maxima)
+
+
+def finish(sums: list[float], maxima: list[float], parts: list[str]) -> dict[str, float]:
+    """:func:`metrics` from :func:`tally`'s statistics (as lists), with its NaN and zero rules
+    for empty sets; ``parts``: the cost parts' names."""
+    s = dict(zip(SUMS, sums, strict=False))
+    mx = dict(zip(MAXIMA, maxima, strict=True))
+    n_days, n_conv = s["n_days_ok"], s["n_conv"]
+    nan = float("nan")
+
+    def mean(key, n):
+        return s[key] / n if n else nan
+
+    def extreme(key, n):
+        return mx[key] if n else nan
+
+    return {
+        "cost": mean("cost", n_days),
+        "violation_magnitude": mean("violation_magnitude", n_days),
+        "voltage_violation_magnitude": mean("voltage_violation_magnitude", n_days),
+        "line_violation_magnitude": mean("line_violation_magnitude", n_days),
+        "violation_frequency": mean("outside", s["n_node_steps"]),
+        "voltage_violation_frequency": mean("outside", s["n_node_steps"]),
+        # no rated line: no overload, unless there is nothing converged at all (NaN)
+        "line_overload_frequency": (mean("over", s["n_over"]) if s["n_over"] or not n_conv
+                                    else 0.0),
+        "v_min_pu": -mx["v_min_pu"] if s["n_node_steps"] else nan,
+        "v_max_pu": extreme("v_max_pu", s["n_node_steps"]),
+        "max_line_loading": (extreme("max_line_loading", s["n_loading"]) if s["n_loading"]
+                             or not n_conv else 0.0),
+        "nonconverged": int(s["nonconverged"]),
+        "nonconverged_share": mean("nonconverged", s["n_day_steps"]) if s["n_day_steps"] else 0.0,
+        "clipped_actions": int(s["clipped_actions"]),
+        "pf_iterations_mean": mean("pf_iterations", n_conv),
+        "pf_iterations_max": extreme("pf_iterations_max", n_conv),
+        "pf_contraction_mean": mean("pf_rate", s["n_pf_rate"]),
+        "pf_contraction_max": extreme("pf_contraction_max", s["n_pf_rate"]),
+        **{f"cost_{k}": (x / n_days if n_days else nan)
+           for k, x in zip(parts, sums[len(SUMS):], strict=True)},
+        # voltage and line metrics in their own units (module docstring)
+        "voltage_violation_days": mean("voltage_violation_days", n_days),
+        "line_violation_days": mean("line_violation_days", n_days),
+        "voltage_worst_pu": mean("voltage_worst_pu", n_days),
+        "voltage_worst_pu_max": extreme("voltage_worst_pu_max", n_days),
+        "line_worst_overload": mean("line_worst_overload", n_days),
+        "line_worst_overload_max": extreme("line_worst_overload_max", n_days),
+        "vuf_mean": mean("vuf", s["n_vuf"]),
+        "vuf_max": extreme("vuf_max", s["n_vuf"]),
+    }
 
 
 @torch.no_grad()
-def evaluate(env, policy, days, chunk: int = 64) -> tuple[dict[str, float], DayRollout | None]:
+def evaluate(env, policy, days, chunk: int = 64, *,
+             across_ranks: bool = False) -> tuple[dict[str, float], DayRollout | None]:
     """Metrics of ``policy`` (a rollout policy, e.g. a ``StackedPolicy`` or :func:`no_control`)
     over ``days``, in chunks of ``chunk`` days; also returns the whole rollout (the chunks
-    concatenated)."""
+    concatenated). ``across_ranks``: every rank passes the same ``days`` and rolls out its
+    block of them (:func:`.distributed.shard`); the metrics are all ranks' together, the
+    rollout this rank's (nothing changes in one process)."""
     days = torch.as_tensor(days, dtype=torch.long)
+    if across_ranks:
+        days = days[distributed.shard(len(days))]
     rolls = [rollout(env, c, policy) for c in days.split(chunk)]
     roll = rolls[0] if len(rolls) == 1 else concat(rolls)
-    return metrics(env, roll), roll
+    return metrics(env, roll, across_ranks=across_ranks), roll
 
 
 def per_day(env, roll: DayRollout) -> dict:

@@ -27,10 +27,18 @@ beyond the trust region ``|d| <= eps`` an action gains nothing from moving furth
 ``-G`` but is still pulled back when it moved the wrong way. With ``grad_scale="rms"`` ``G`` is
 divided by its root mean square first, so ``eta`` is in action units (the unclipped minimiser
 is ``d = -eta G / rms(G)``); the direction of the first step is unchanged.
+
+**Across processes** (:mod:`.distributed`, ``torchrun``): the updates take the whole batch's
+``days`` on every rank; each rank rolls out its block ``days[shard(B)]`` and backpropagates its
+share of eq. (1) (its days' sum over ``B``), so its ``G`` rows are the single process's. ``L``,
+``rms(G)`` and every optimiser step's parameter gradients are all-reduced; the minibatch
+permutation is drawn over the global ``B T`` samples on every rank alike, and each rank adds the
+surrogate gradient of the samples it holds.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -38,10 +46,14 @@ import torch
 from gridedge_env.costs import Constraints
 from gridedge_env.rollout import DayRollout, rollout
 
+from . import distributed
 from .dual import Duals, penalty, tightened
 
 
 class EnvGradient(NamedTuple):
+    """One environment gradient; across processes the tensors are this rank's days
+    (``days[distributed.shard(B)]``) and ``loss`` is the whole batch's ``L``."""
+
     obs: torch.Tensor  # (B, T, N, F) recorded observations
     a0: torch.Tensor  # (B, T, N) the policy's actions
     g: torch.Tensor  # (B, T, N) dL/d delta, GBP per unit action (closed loop)
@@ -62,20 +74,25 @@ def environment_gradient(env, policy, days, duals: Duals, *, param_grad: bool = 
     """One rollout and one backward. ``param_grad``: also accumulate ``dL/dtheta`` into the
     policy's ``.grad`` (GradMA) in the same backward pass. ``margins``: voltage (p.u.) and line
     margins that tighten the constraints, ``scheme``: exceedances or signed constraint
-    functions (:func:`.dual.tightened`)."""
+    functions (:func:`.dual.tightened`). Across processes this rank rolls out its block of
+    ``days`` (module docstring) and ``dL/dtheta`` is summed over the ranks."""
     # bound without parameter gradients unless they are wanted: the backward then skips them
     bound = policy.bind(grad=param_grad) if hasattr(policy, "bind") else policy
-    roll = rollout(env, days, bound, perturb=True)
+    roll = rollout(env, days[distributed.shard(len(days))], bound, perturb=True)
     cons = tightened(env, roll.v_pu, roll.line_loading, *margins, scheme=scheme)
     loss = lagrangian(roll, duals, cons)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"Lagrangian is {float(loss.detach())} (diverged)")
+    if distributed.active():  # this rank's share of the batch's mean
+        loss = loss * (roll.cost.shape[0] / len(days))
+    total = float(distributed.all_sum(loss.detach().clone()))  # L of the whole batch
+    if not math.isfinite(total):
+        raise FloatingPointError(f"Lagrangian is {total} (diverged)")
     inputs = [roll.delta] + ([p for p in policy.parameters()] if param_grad else [])
     grads = torch.autograd.grad(loss, inputs)
     if param_grad:
         for p, gp in zip(policy.parameters(), grads[1:], strict=True):
             p.grad = gp
-    return EnvGradient(roll.obs, roll.actions, grads[0], float(loss.detach()), roll.detached(),
+        distributed.all_sum_grads(policy.parameters())
+    return EnvGradient(roll.obs, roll.actions, grads[0], total, roll.detached(),
                        Constraints(*(None if c is None else c.detach() for c in cons)))
 
 
@@ -108,9 +125,9 @@ def gradma_update(env, policy, optimizer, days, duals: Duals, *, grad_scale: str
 
 
 def _rms_scale(g: torch.Tensor, grad_scale: str) -> float:
-    """``1 / rms(g)`` for ``"rms"``, ``1`` for ``"none"``."""
+    """``1 / rms(g)`` for ``"rms"`` (over every rank's ``g``), ``1`` for ``"none"``."""
     if grad_scale == "rms":
-        return 1.0 / float(g.pow(2).mean().sqrt().clamp_min(1e-30))
+        return 1.0 / float(distributed.mean(g.pow(2)).sqrt().clamp_min(1e-30))
     if grad_scale != "none":
         raise ValueError(f"grad_scale must be 'rms' or 'none', got {grad_scale!r}")
     return 1.0
@@ -120,17 +137,24 @@ def gradmap_update(env, policy, optimizer, days, duals: Duals, *, epochs: int, m
                    eta: float, eps: float, form: str = "clipped", grad_scale: str = "rms",
                    generator: torch.Generator | None = None,
                    margins: tuple[float, float] = (0.0, 0.0), scheme: str = "rising") -> EnvGradient:
-    """GradMAP: one environment gradient, then ``epochs x minibatches`` steps on eq. (2)."""
+    """GradMAP: one environment gradient, then ``epochs x minibatches`` steps on eq. (2)
+    (across processes: over the global samples, module docstring)."""
     eg = environment_gradient(env, policy, days, duals, margins=margins, scheme=scheme)
     xs = policy.sample_major(eg.obs)  # (S, F, N), S = B T samples: cast once for K epochs
     a0, g = (v.flatten(0, 1).to(xs.dtype) for v in (eg.a0, eg.g))  # (S, N)
     g = g * _rms_scale(g, grad_scale)
+    n_steps = eg.obs.shape[1]
+    own = distributed.shard(len(days))  # this rank's samples: global rows [first, first + S)
+    first, n_samples = own.start * n_steps, len(days) * n_steps
     for _ in range(epochs):
-        order = torch.randperm(xs.shape[0], generator=generator).to(xs.device)
+        order = torch.randperm(n_samples, generator=generator).to(xs.device)
         for idx in order.chunk(minibatches):
             optimizer.zero_grad(set_to_none=True)
+            if distributed.active():  # the minibatch's samples this rank holds, as its rows
+                idx = idx[(idx >= first) & (idx < first + xs.shape[0])] - first
             x = policy.minibatch(xs, idx)  # (N, S_mb, F)
             surrogate(policy, x, a0.index_select(0, idx).T, g.index_select(0, idx).T, eta, eps,
                       form).backward()
+            distributed.all_sum_grads(policy.parameters())
             optimizer.step()
     return eg

@@ -22,7 +22,7 @@ import yaml
 from gridedge_env.registry import env_params
 from gridedge_env.rollout import no_control
 
-from . import checkpoint, plots, protocol
+from . import checkpoint, distributed, plots, protocol
 from .checkpoint import atomic_write
 from .config import TrainConfig
 from .evaluate import evaluate, per_day
@@ -74,21 +74,30 @@ def train_run(run_dir: Path, cfg: TrainConfig, *, env=None, resume: bool = False
     ``env_overrides`` validated: ``ConfigError``) before ``run_dir`` is created, so a bad
     config leaves no directory behind. Raises ``FloatingPointError`` when the run diverges and
     :class:`~.train.NonConvergenceError` when too many power flows fail to converge (either
-    way the last checkpoint written before it is kept)."""
+    way the last checkpoint written before it is kept).
+
+    Across processes (``torchrun``, :mod:`.distributed`) every rank calls this with the same
+    arguments and loads the same checkpoint to resume; rank 0 alone writes to ``run_dir``
+    (configuration, logs, checkpoints, ``eval.json``, plots) and evaluates on the test days,
+    the other ranks return ``report=None``."""
     run_dir = Path(run_dir)
     env = build_env(cfg) if env is None else env
-    run_dir.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     state = checkpoint.load(run_dir / CHECKPOINT, env, cfg) if resume else None
-    write_config(run_dir, cfg)
+    if main:
+        write_config(run_dir, cfg)
     log = RunLogger(run_dir, logger, cfg, resume_from=state.iteration if state else None,
-                    name=run_dir.name)
+                    name=run_dir.name) if main else None
     t_start = time.monotonic()
 
     trained = [state.train_seconds if state else 0.0]  # training seconds after the last iteration
 
     def progress(m):
         trained[0] = m["train/wall_seconds"]
-        log.log(m)
+        if log is not None:
+            log.log(m)
         if progress_fn is not None:
             progress_fn(m)
 
@@ -96,16 +105,20 @@ def train_run(run_dir: Path, cfg: TrainConfig, *, env=None, resume: bool = False
         return ((max_seconds is not None and time.monotonic() - t_start > max_seconds)
                 or (max_train_seconds is not None and trained[0] > max_train_seconds))
 
+    def save(st):
+        checkpoint.save(run_dir / CHECKPOINT, st, cfg)
+
     try:
         s = train(env, cfg, state=state, progress_fn=progress, should_stop=should_stop,
-                  checkpoint_fn=lambda st: checkpoint.save(run_dir / CHECKPOINT, st, cfg))
+                  checkpoint_fn=save if main else None)
         report = None
-        if evaluate and s.iteration >= cfg.iterations:
+        if main and evaluate and s.iteration >= cfg.iterations:
             report = evaluate_run(run_dir, env, cfg, s)
             log.summary({k: v for k, v in report.items() if isinstance(v, (int, float))})
         return RunResult(s, env, report)
     finally:
-        log.close()
+        if log is not None:
+            log.close()
 
 
 def load_run(run_dir: Path):

@@ -15,6 +15,13 @@ policy parameters or duals stop it with ``FloatingPointError``. The loop
 reports through ``progress_fn(metrics)`` and ``checkpoint_fn(state)`` only: loggers, progress
 bars and files live in the CLI layer (:mod:`.cli`). Everything random comes from generators in
 the state, so a run resumed from a checkpoint continues exactly (same numbers on the CPU).
+
+Across processes (``torchrun``, :mod:`.distributed`) every rank runs this loop on the same
+state: the same days are drawn everywhere, each rank rolls out its block of them, and the
+updates, the dual step's constraint means and the metrics are reduced over the ranks, so the
+ranks stay identical and equal one process up to the order of floating-point sums. The
+counters are the whole batch's (``day_steps``) or the rank's own (wall and CPU seconds: the run
+reports rank 0's).
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gridedge_env.costs import Constraints
 from gridedge_env.rollout import no_control
 
+from . import distributed
 from .config import TrainConfig
 from .dual import Duals, dual_ascent, init_duals
 from .evaluate import evaluate, metrics
@@ -104,7 +113,7 @@ def init_state(env, cfg: TrainConfig) -> TrainState:
     _, roll = evaluate(env, no_control(env), normalisation_days(env, cfg.seed))
     policy.set_normalisation(*observation_stats(roll.obs))
     policy.fit_output(roll.obs, roll.actions)  # start at no control (docs/gradmap.md)
-    nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation)
+    nc_val, _ = evaluate(env, no_control(env), env.scenario.split.validation, across_ranks=True)
     d = cfg.dual
     duals = init_duals(env, d.granularity, d.init_voltage_gbp_per_pu, d.init_line_gbp)
     return TrainState(policy=policy, optimizer=make_optimizer(policy, cfg), duals=duals,
@@ -132,7 +141,8 @@ def iterate(env, cfg: TrainConfig, s: TrainState) -> dict:
         eg = gradma_update(env, s.policy, s.optimizer, days, s.duals, margins=margins,
                            grad_scale=a.grad_scale, scheme=cfg.dual.scheme)
     if not cfg.dual.fixed:
-        s.duals = dual_ascent(s.duals, eg.cons, cfg.dual.lr_voltage, cfg.dual.lr_line,
+        cons = batch_mean(eg.cons, len(days)) if distributed.active() else eg.cons
+        s.duals = dual_ascent(s.duals, cons, cfg.dual.lr_voltage, cfg.dual.lr_line,
                               cfg.dual.max_gbp)
     check_finite(s.policy, s.duals, s.iteration + 1, "policy")
     s.train_seconds += time.perf_counter() - t0
@@ -140,11 +150,21 @@ def iterate(env, cfg: TrainConfig, s: TrainState) -> dict:
     s.iteration += 1
     s.env_gradients += 1
     s.day_steps += len(days) * env.n_steps
-    m = metrics(env, eg.roll)
+    m = metrics(env, eg.roll, across_ranks=True)
     return {"iteration": s.iteration, **counters(s), "train/lagrangian": eg.loss,
             **{f"train/{k}": m[k] for k in TRAIN_METRICS if k in m},
             "dual/v_mean": float((s.duals.v_over_pu + s.duals.v_under_pu).mean() / 2),
             "dual/line_mean": float(s.duals.line_over.mean())}
+
+
+def batch_mean(cons: Constraints, n_days: int) -> Constraints:
+    """The dual step's constraint terms ``(1, T, n|r)``: each rank's ``(b, T, n|r)`` summed over
+    its days and over the ranks, divided by the batch's ``n_days`` (the mean over days
+    :func:`.dual.dual_ascent` takes of one process's terms)."""
+    def mean(g):
+        return distributed.all_sum(g.sum(0, keepdim=True)) / n_days
+
+    return Constraints(mean(cons.v_over_pu), mean(cons.v_under_pu), mean(cons.line_over), None)
 
 
 def check_finite(module: torch.nn.Module, duals: Duals, iteration: int, name: str) -> None:
@@ -167,7 +187,7 @@ def counters(s) -> dict:
 
 def validate(env, s: TrainState) -> dict:
     """Validation metrics of the current policies (``val/`` keys) with the train counters."""
-    m, _ = evaluate(env, s.policy, env.scenario.split.validation)
+    m, _ = evaluate(env, s.policy, env.scenario.split.validation, across_ranks=True)
     return {"iteration": s.iteration, **counters(s), **{f"val/{k}": v for k, v in m.items()}}
 
 
@@ -182,7 +202,11 @@ def train(env, cfg: TrainConfig, *, state: TrainState | None = None,
     at the end; ``should_stop()`` ends the run early (after a checkpoint). Raises
     :class:`NonConvergenceError` (after reporting the iteration through ``progress_fn``, before
     any checkpoint of it) when more than ``cfg.max_nonconverged_share`` of an environment
-    gradient's day-steps did not converge, ``FloatingPointError`` when the run diverges."""
+    gradient's day-steps did not converge, ``FloatingPointError`` when the run diverges.
+    Across processes every rank calls this with its own callbacks; ranks stop together when
+    ``should_stop()`` holds on any of them."""
+    distributed.check_shardable(cfg.algo.days_per_gradient, "algo.days_per_gradient")
+    distributed.check_shardable(len(env.scenario.split.validation), "validation days")
     s = init_state(env, cfg) if state is None else state
     while s.iteration < cfg.iterations:
         m = iterate(env, cfg, s)
@@ -198,7 +222,7 @@ def train(env, cfg: TrainConfig, *, state: TrainState | None = None,
             m.update(val)
         if progress_fn is not None:
             progress_fn(m)
-        stop = should_stop is not None and should_stop()
+        stop = distributed.any_rank(should_stop is not None and should_stop())
         if checkpoint_fn is not None and (s.iteration % cfg.checkpoint_every == 0 or last or stop):
             checkpoint_fn(s)
         if stop:
