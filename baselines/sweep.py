@@ -301,7 +301,7 @@ def sweep_method(sweep: Sweep, study: optuna.Study, progress: Callable[[str], No
         best = study.best_trial
         progress(f"{tag}: validation {OBJECTIVE} {s['mean']:.4f} (seeds "
                  f"{', '.join(f'{v:.4f}' for v in scores['seed_objectives'])}); best so far "
-                 f"{best.value:.4f} (trial {best.number})")
+                 f"{best.value:.4f} [{Path(best.user_attrs['out']).name}]")  # by key, as the tags
 
 
 def trial_record(t: optuna.trial.FrozenTrial) -> dict:
