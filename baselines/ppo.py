@@ -61,7 +61,7 @@ from gradmap_agents.policy import (
 )
 from gradmap_agents.train import TRAIN_METRICS, check_finite, counters, normalisation_days
 from gridedge_env.config import check_fields
-from gridedge_env.core import global_state, make_env, reset, step
+from gridedge_env.core import agent_voltage, global_state, make_env, reset, step
 from gridedge_env.costs import Constraints
 from gridedge_env.rollout import DayRollout, no_control
 
@@ -287,7 +287,7 @@ def global_state_stats(env, roll: DayRollout) -> tuple[torch.Tensor, torch.Tenso
     previous step's voltage at every agent's node (1 p.u. before the first step), without
     forming the ``(B T, G)`` states."""
     v_prev = torch.cat([torch.ones_like(roll.v_pu[:, :1]), roll.v_pu[:, :-1]], 1)
-    v_mean, v_std = observation_stats(((v_prev[..., env.agent_node] - 1) / 0.05)[..., None])
+    v_mean, v_std = observation_stats(((agent_voltage(env, v_prev) - 1) / 0.05)[..., None])
     o_mean, o_std = observation_stats(roll.obs)
     return torch.cat([o_mean.flatten(), v_mean[:, 0]]), torch.cat([o_std.flatten(), v_std[:, 0]])
 

@@ -1,14 +1,17 @@
 """No-control statistics and voltage envelopes of the registered scenarios (for docs/scenarios.md).
 
-    python examples/scenario_report.py [--out docs/img] [--json]
+    python examples/scenario_report.py [--out docs/img] [--scenarios A,B] [--convergence] [--json]
 
 For each scenario: violation frequency and magnitude over the test days with no control
 (batteries idle, generators off, heat pumps on a thermostat), worst voltages, and a plot of the
 voltage envelope (min / max over nodes at every step) of the worst test day and of all test days.
+With ``--convergence``, also the power flow over every day-step of the year (all days, no control):
+day-steps flagged unconverged and the iterations they took.
 """
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +20,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from gridedge_env.analysis import no_control_voltages, violation_stats  # noqa: E402
+from gridedge_env.analysis import (  # noqa: E402
+    no_control_convergence,
+    no_control_voltages,
+    violation_stats,
+)
 from gridedge_env.scenarios import SCENARIOS, build_scenario  # noqa: E402
 
 
@@ -51,12 +58,16 @@ def envelope_plot(name, scn, out: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("docs/img"))
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help="comma-separated registered scenarios (default: all)")
+    ap.add_argument("--convergence", action="store_true",
+                    help="also solve every day-step of every day with no control")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     report = {}
-    for name, cfg in SCENARIOS.items():
-        scn = build_scenario(cfg)
+    for name in args.scenarios.split(","):
+        scn = build_scenario(SCENARIOS[name])
         stats = violation_stats(scn, scn.split.test).as_dict()
         stats["plot"] = str(envelope_plot(name, scn, args.out))
         report[name] = stats
@@ -66,6 +77,13 @@ def main() -> None:
               f"; node-step frequency {stats['node_step_frequency']:.3%}; voltages "
               f"{stats['v_min_pu']:.4f}..{stats['v_max_pu']:.4f} p.u.; max line loading "
               f"{stats['max_line_loading']:.2f}")
+        if args.convergence:
+            t0, c0 = time.perf_counter(), time.process_time()
+            conv = no_control_convergence(scn, torch.arange(scn.profiles.n_days))
+            conv |= {"wall_s": round(time.perf_counter() - t0, 1),
+                     "cpu_s": round(time.process_time() - c0, 1)}
+            stats["convergence"] = conv
+            print(f"{name}: every day-step: {conv}")
     if args.json:
         print(json.dumps(report))
 

@@ -18,7 +18,7 @@ from gridedge_env.config import ConfigError
 from . import checkpoint, distributed
 from .bench import bench_envgrad, bench_kernel, bench_methods, bench_update
 from .checkpoint import CheckpointError, config_of
-from .config import RESUMABLE_KEYS, diff_keys, load_config, merge, parse_set
+from .config import RESUMABLE_KEYS, config_names, diff_keys, load_config, merge, parse_set
 from .export import export_policies
 from .plots import plot_test_day
 from .runs import CHECKPOINT, build_env, evaluate_run, load_run, train_run
@@ -102,8 +102,8 @@ def train_main(argv=None) -> int:
     every batch of days (gloo on the CPU, NCCL on GPUs); rank 0 writes the run's files and
     prints."""
     ap = argparse.ArgumentParser(prog="gradmap-train", description=train_main.__doc__)
-    ap.add_argument("--config", help="training config: a registered name (ieee13-50, ieee123-1000, "
-                    "ieee123-100, ieee123-300) or a YAML file; default: the defaults")
+    ap.add_argument("--config", help=f"training config: a registered name "
+                    f"({', '.join(config_names())}) or a YAML file; default: the defaults")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a config key (dotted: algo.epochs=8); repeatable")
     ap.add_argument("--out", help="run directory (default runs/<config>-<method>-s<seed>)")
@@ -292,7 +292,8 @@ def bench_main(argv=None) -> int:
     ``gradmap-bench --kernel [--agents N]``: the stacked-policy kernel against plain autograd
     and TorchRL's MultiAgentMLP; ``gradmap-bench --update [--scenario ID]``: seconds per
     GradMAP and GradMA update; ``gradmap-bench --envgrad [--scenario ID] [--days B] [--dtype]
-    [--hidden H] [--compile]``: seconds per environment gradient, whole-day vs stepwise."""
+    [--hidden H] [--compile]``: seconds per environment gradient, whole-day vs stepwise, and
+    where the whole-day gradient's time goes (policies, devices, power flow; forward, backward)."""
     ap = argparse.ArgumentParser(prog="gradmap-bench", description=bench_main.__doc__)
     ap.add_argument("--scenario", default=None,
                     help="default ieee13-50-v0 (ieee123-1000-v0 with --update)")
@@ -312,8 +313,8 @@ def bench_main(argv=None) -> int:
     mode.add_argument("--update", action="store_true",
                       help="seconds per GradMAP / GradMA update (default scenario ieee123-1000)")
     mode.add_argument("--envgrad", action="store_true",
-                      help="seconds per environment gradient: whole-day vs stepwise (default "
-                           "scenario ieee123-1000)")
+                      help="seconds per environment gradient: whole-day vs stepwise, and the "
+                           "whole-day one's breakdown by stage (default scenario ieee123-1000)")
     ap.add_argument("--agents", type=int, default=1000, help="--kernel: number of agents")
     ap.add_argument("--days", type=int, default=32, help="--envgrad: days per gradient")
     ap.add_argument("--device", default="cpu", help="--envgrad: device")

@@ -106,7 +106,8 @@ def _write_export(policy, env, out_dir: Path, *, run: str, env_id: str) -> dict:
     agents = {}
     for i, name in enumerate(names):  # export only: one small file per agent
         onnx.save(agent_graph(policy.agent(i), name), str(out_dir / f"{name}.onnx"))
-        agents[name] = {"index": i, "kind": kinds[i], "node": scn.feeder.nodes[int(scn.placement.node[i])],
+        legs = [scn.feeder.nodes[int(k)] for k in dict.fromkeys(scn.placement.legs[i].tolist())]
+        agents[name] = {"index": i, "kind": kinds[i], "node": legs[0], "legs": legs,
                         "obs_dim": env.obs_dim, "features": feats, "file": f"{name}.onnx"}
     manifest = {"format": "gridedge-policy-export-1", "scenario": scn.config.name, "env": env_id,
                 "run": run, "observe_voltage": bool(env.config.observe_voltage),

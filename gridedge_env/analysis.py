@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from scipy.stats import spearmanr
 
-from .core import EnvConfig, EnvParams, make_env
+from .core import EnvConfig, EnvParams, leg_power, make_env
 from .data import gather_agents
 from .devices import HouseholdExog, generator, household
 from .rollout import concat, no_control, rollout
@@ -42,13 +42,40 @@ class ViolationStats:
         return asdict(self)
 
 
-def no_control_voltages(scn: Scenario, days: torch.Tensor):
-    """``(v_pu (D, T, n), line_loading (D, T, r), converged (D, T))`` of ``days`` under no
-    control."""
+def no_control_rollout(scn: Scenario, days: torch.Tensor, chunk: int = 8):
+    """:class:`~.rollout.DayRollout` of ``days`` under no control: whole days, ``chunk`` at a
+    time (one power-flow call per chunk for its ``chunk x T`` day-steps; no-control actions
+    never depend on voltages), concatenated."""
     env = make_env(EnvConfig(scn.config), scenario=scn)
     with torch.no_grad():
-        roll = rollout(env, torch.as_tensor(days), no_control(env), path="stepwise")
+        rolls = [rollout(env, c, no_control(env), path="whole_day")
+                 for c in torch.as_tensor(days).split(chunk)]
+    return concat(rolls) if len(rolls) > 1 else rolls[0]
+
+
+def no_control_voltages(scn: Scenario, days: torch.Tensor, chunk: int = 8):
+    """``(v_pu (D, T, n), line_loading (D, T, r), converged (D, T))`` of ``days`` under no
+    control (:func:`no_control_rollout`)."""
+    roll = no_control_rollout(scn, days, chunk)
     return roll.v_pu, roll.line_loading, roll.converged
+
+
+def no_control_convergence(scn: Scenario, days: torch.Tensor, chunk: int = 8) -> dict:
+    """The power flow over every day-step of ``days`` under no control: ``n_day_steps``,
+    ``nonconverged`` (day-steps flagged), ``iterations_mean`` / ``iterations_max`` (fixed
+    point plus Newton where the fixed point gave up) and ``share_over_30_iterations``. Keeps
+    only these per chunk (a year of a large feeder's voltages would not fit in memory)."""
+    env = make_env(EnvConfig(scn.config), scenario=scn)
+    conv, iters = [], []
+    with torch.no_grad():
+        for c in torch.as_tensor(days).split(chunk):
+            roll = rollout(env, c, no_control(env), path="whole_day")
+            conv.append(roll.converged.reshape(-1))
+            iters.append(roll.pf_iterations.reshape(-1).double())
+    conv, it = torch.cat(conv), torch.cat(iters)
+    return {"n_day_steps": conv.numel(), "nonconverged": int((~conv).sum()),
+            "iterations_mean": float(it.mean()), "iterations_max": int(it.max()),
+            "share_over_30_iterations": float((it > 30).double().mean())}
 
 
 def violation_stats(scn: Scenario, days: torch.Tensor) -> ViolationStats:
@@ -172,7 +199,7 @@ def conditioning(env: EnvParams, days: torch.Tensor, policy=None, n_jacobian: in
     der = (pv + gen).cpu()
     sample = _spread(der, ok, n_jacobian)
     s = torch.complex(roll.p_agent_kw.detach(), roll.q_agent_kvar)[sample[:, 0], sample[:, 1]]
-    jac = env.powerflow.jacobian(s, load_scale=0.0, at=env.agent_node)
+    jac = env.powerflow.jacobian(leg_power(env, s), load_scale=0.0, at=env.leg_node)
     sv = torch.linalg.svdvals(jac)
     eye = torch.eye(jac.shape[-1], dtype=jac.dtype, device=jac.device)
     radius = torch.linalg.eigvals(eye - jac).abs().amax(-1)

@@ -7,13 +7,15 @@ adapters hold a state and call these functions; nothing on :class:`EnvParams` ch
 
 Per step: each agent's action in ``[-1, 1]`` sets its device (battery charge/discharge, heat-pump
 power, generator output); households add demand and PV; the agents' net powers (times
-``households_per_agent``) are injected at their nodes and the power flow gives voltages and line
-loadings; costs, constraint terms and rewards follow (:mod:`.costs`). A day has ``T`` steps
+``households_per_agent``) are injected at their nodes (split-phase households: half on each of
+their two legs, :func:`leg_power`) and the power flow gives voltages and line loadings; costs,
+constraint terms and rewards follow (:mod:`.costs`). A day has ``T`` steps
 (``T = 48`` at 30 min); the episode terminates after the last one.
 
 Observations (per agent, ``(B, N, obs_dim)``, local only, see ``docs/env.md``):
 ``[sin(2πt/T), cos(2πt/T), price / 0.5, demand_kw / 3, pv_kw / 5, (t_out - 10) / 10,
-device_state]`` (+ ``(v_prev - 1) / 0.05`` at the agent's own node when ``observe_voltage``), where
+device_state]`` (+ ``(v_prev - 1) / 0.05`` at the agent's own node, the mean of its legs for a
+split-phase household, when ``observe_voltage``), where
 ``device_state`` is ``2 soc - 1`` for batteries, ``(t_in - t_low) / band * 2 - 1`` for heat pumps
 and 0 for generators. The global state for centralised critics is :func:`global_state`.
 """
@@ -35,6 +37,7 @@ from .costs import (
     RewardConfig,
     constraints,
     energy_bill,
+    leg_mean,
     reward,
     voltage_unbalance,
 )
@@ -110,7 +113,9 @@ class EnvParams:
     node_mask: torch.Tensor  # (n,) 1 at constrained (non-source) nodes
     bus_phases: torch.Tensor  # (n_3ph, 3)
     obs_dim: int
-    agent_port: torch.Tensor = None  # (N,) power-flow port of each agent's node
+    agent_legs: torch.Tensor = None  # (N, L) node of each agent's legs (L = 1 or 2)
+    leg_node: torch.Tensor = None  # (L N,) the legs' nodes, leg-major: the columns of leg_power
+    agent_port: torch.Tensor = None  # (L N,) power-flow port of each leg_node
     unrolled: UnrolledNetwork | None = None  # the power flow's constants for the fused step
     compiled: dict = field(default_factory=dict, repr=False)  # stage name -> compiled function
 
@@ -133,7 +138,9 @@ def make_env(config: EnvConfig, device="cpu", dtype=torch.float64,
     scn = build_scenario(config.scenario, dtype=dtype) if scenario is None else scenario
     scn = _to(scn, device)
     f = scn.feeder
-    nodes = sorted(set(scn.placement.node.tolist()))
+    legs = torch.as_tensor(scn.placement.legs, device=device)
+    leg_node = legs.T.reshape(-1)
+    nodes = sorted(set(leg_node.tolist()))
     # households replace the feeder's own loads: the power flow has ports at agent nodes only
     pf = PowerFlow(f.without_loads(), device=device, dtype=dtype, injection_nodes=nodes,
                    on_nonconvergence="flag", tol=config.pf_tol_pu, compile=config.compile)
@@ -152,8 +159,23 @@ def make_env(config: EnvConfig, device="cpu", dtype=torch.float64,
         node_mask=mask, bus_phases=torch.as_tensor(np.array(three, dtype=np.int64).reshape(-1, 3),
                                                    device=device),
         obs_dim=7 + int(config.observe_voltage),
-        agent_port=pf.ports_of(scn.placement.node), unrolled=pf.unrolled_network(),
+        agent_legs=legs, leg_node=leg_node,
+        agent_port=pf.ports_of(leg_node), unrolled=pf.unrolled_network(),
     )
+
+
+def leg_power(env: EnvParams, x: torch.Tensor) -> torch.Tensor:
+    """Per-agent power ``(B, N)`` as the power of each leg ``(B, L N)``, the columns of
+    ``env.leg_node``: each of an agent's ``L`` legs carries ``1/L`` of it (split-phase
+    households: half on each 120 V leg). ``L = 1`` returns ``x`` itself."""
+    n_legs = env.agent_legs.shape[1]
+    return x if n_legs == 1 else torch.cat([x / n_legs] * n_legs, dim=-1)
+
+
+def agent_voltage(env: EnvParams, v_pu: torch.Tensor) -> torch.Tensor:
+    """Each agent's voltage ``(..., N)`` from node voltages ``(..., n_nodes)``: its node's, or
+    the mean of its legs' (split-phase), p.u."""
+    return leg_mean(v_pu, env.agent_legs)
 
 
 def _to(scn: Scenario, device) -> Scenario:
@@ -230,7 +252,7 @@ def observe(env: EnvParams, state: EnvState) -> torch.Tensor:
             pv * (torch.where(hh.has_pv, hh.pv_kwp, 0.0) / 5.0), ((t_out - 10) / 10).expand(b, n),
             dev_state]
     if env.config.observe_voltage:
-        cols.append((state.v_pu[:, env.agent_node] - 1) / 0.05)
+        cols.append((agent_voltage(env, state.v_pu) - 1) / 0.05)
     return torch.stack(cols, dim=1).transpose(1, 2)
 
 
@@ -238,7 +260,7 @@ def global_state(env: EnvParams, state: EnvState) -> torch.Tensor:
     """State for centralised critics ``(B, N * obs_dim + N)``: every agent's observation and the
     previous step's voltage at every agent's node."""
     obs = observe(env, state)
-    return torch.cat([obs.flatten(1), (state.v_pu[:, env.agent_node] - 1) / 0.05], dim=1)
+    return torch.cat([obs.flatten(1), (agent_voltage(env, state.v_pu) - 1) / 0.05], dim=1)
 
 
 def staged(env: EnvParams, fn):
@@ -274,8 +296,8 @@ def step(env: EnvParams, state: EnvState, action: torch.Tensor) -> tuple[EnvStat
     dev = staged(env, device_step)(state, action)
     if not bool(dev.finite):  # finite: checked after the (pure) device stage, which computes it
         raise ValueError("action has NaN/inf entries")
-    r = env.powerflow.solve(torch.complex(dev.p_kw, dev.q_kvar), load_scale=0.0,
-                               at=env.agent_node, check=False)  # built here: no scan
+    r = env.powerflow.solve(leg_power(env, torch.complex(dev.p_kw, dev.q_kvar)), load_scale=0.0,
+                            at=env.leg_node, check=False)  # built here: no scan
     if fallback_from:
         env.compiled["unroll"] = min(max(fallback_from + 1, int(r.iterations.max())),
                                         MAX_UNROLL)
@@ -325,8 +347,9 @@ def _fused_step(env: EnvParams, state: EnvState, action: torch.Tensor, n_iter: i
     # agents -> ports as scatter_reduce("sum"), which inductor hands to ATen's kernel on a
     # multi-threaded CPU; index_add compiles to atomic adds in extra passes (10 % of the step)
     port = env.agent_port.expand(b, -1)
-    s_va = torch.stack([p_kw.new_zeros(b, m).scatter_reduce(1, port, p_kw, "sum"),
-                        q_kvar.new_zeros(b, m).scatter_reduce(1, port, q_kvar, "sum")],
+    p_leg, q_leg = leg_power(env, p_kw), leg_power(env, q_kvar)
+    s_va = torch.stack([p_kw.new_zeros(b, m).scatter_reduce(1, port, p_leg, "sum"),
+                        q_kvar.new_zeros(b, m).scatter_reduce(1, port, q_leg, "sum")],
                        dim=-1) * 1e3
     sol = unrolled_solve(env.unrolled, s_va, n_iter, env.powerflow.settings.tol,
                          50 * torch.finfo(action.dtype).eps)
@@ -394,7 +417,7 @@ def _outcome(env: EnvParams, new: EnvState, cost_agent, v_pu, line_loading, conv
     lim = env.scenario.config.limits
     cons = constraints(v_pu, line_loading, lim.v_min_pu, lim.v_max_pu, lim.line_loading_max,
                        env.node_mask)
-    rew = reward(env.config.reward, cost_agent, cons, env.agent_node, ~converged)
+    rew = reward(env.config.reward, cost_agent, cons, env.agent_legs, ~converged)
     return cons, rew, observe(env, new)
 
 

@@ -158,8 +158,16 @@ def lagrangian(costs, cons: Constraints, dual_v_over, dual_v_under, dual_line) -
             + (dual_line * cons.line_over).sum())
 
 
-def reward(cfg: RewardConfig, cost_agent, cons: Constraints, agent_node, nonconverged):
-    """Per-agent reward ``(B, N)`` from per-agent cost ``(B, N)`` and the step's constraints."""
+def leg_mean(x: torch.Tensor, legs: torch.Tensor) -> torch.Tensor:
+    """Per-node values ``(..., n)`` averaged over each agent's legs ``(N, L)``: ``(..., N)``
+    (``L = 1``: the node's value itself, no averaging)."""
+    return x[..., legs[:, 0]] if legs.shape[1] == 1 else x[..., legs].mean(-1)
+
+
+def reward(cfg: RewardConfig, cost_agent, cons: Constraints, agent_legs, nonconverged):
+    """Per-agent reward ``(B, N)`` from per-agent cost ``(B, N)`` and the step's constraints;
+    ``agent_legs`` ``(N, L)``: each agent's nodes, whose voltage penalties it bears (the mean
+    over a split-phase household's two legs)."""
     v_pen = cfg.voltage_weight_gbp_per_pu * (cons.v_over_pu + cons.v_under_pu)  # (B, n)
     line_pen = cfg.line_weight_gbp * cons.line_over.sum(-1, keepdim=True)  # (B, 1)
     fail = cfg.nonconvergence_gbp * nonconverged.to(cost_agent.dtype).unsqueeze(-1)
@@ -167,5 +175,5 @@ def reward(cfg: RewardConfig, cost_agent, cons: Constraints, agent_node, nonconv
     if cfg.kind == "team":
         total = cost_agent.sum(-1, keepdim=True) + v_pen.sum(-1, keepdim=True) + line_pen + fail
         return -cfg.scale * total.expand_as(cost_agent)
-    own = cost_agent + v_pen[:, agent_node] + (line_pen + fail) / n
+    own = cost_agent + leg_mean(v_pen, agent_legs) + (line_pen + fail) / n
     return -cfg.scale * own

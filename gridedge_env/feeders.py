@@ -12,9 +12,11 @@ from .opendss.importer import import_opendss
 
 
 def load_feeder(name_or_path: str | Path, **import_kwargs) -> Feeder:
-    """A bundled feeder by name (``"ieee13"``, ``"ieee34"``, ``"ieee34mod2"``, ``"ieee123"``), a
-    saved feeder file (``.json.gz``), or any OpenDSS master file (``.dss``) imported through
-    opendssdirect.py (``import_kwargs`` go to :func:`~gridedge_env.opendss.importer.import_opendss`)."""
+    """A bundled feeder by name (``"ieee13"``, ``"ieee34"``, ``"ieee34mod2"``, ``"ieee123"``, and
+    the IEEE 8500-node feeder's balanced and unbalanced load cases ``"ieee8500"``,
+    ``"ieee8500unbal"``), a saved feeder file (``.json.gz``), or any OpenDSS master file
+    (``.dss``) imported through opendssdirect.py (``import_kwargs`` go to
+    :func:`~gridedge_env.opendss.importer.import_opendss`)."""
     key = str(name_or_path).lower()
     if key in BUNDLED_SOURCES:
         return Feeder.load(bundled_path(key))

@@ -44,6 +44,10 @@ register("ieee13-50-v1", "ieee13-50-dtou",
          "ieee13-50-v0 with a day-varying import price: the real LCL dToU schedule of 2013")
 register("ieee123-1000-v1", "ieee123-1000-dtou",
          "ieee123-1000-v0 with a day-varying import price: the real LCL dToU schedule of 2013")
+register("ieee8500-10000-v0", "ieee8500-10000",
+         "10,000 agents on split-phase services of the IEEE 8500-node feeder")
+register("ieee8500-10000-v1", "ieee8500-10000-dtou",
+         "ieee8500-10000-v0 with a day-varying import price: the real LCL dToU schedule of 2013")
 
 _ENV_KEYS = {f.name for f in dataclasses.fields(EnvConfig)} - {"scenario"}
 

@@ -31,7 +31,17 @@ from typing import NamedTuple
 
 import torch
 
-from .core import EnvParams, EnvState, device_step, exogenous, observe, reset, staged, step
+from .core import (
+    EnvParams,
+    EnvState,
+    device_step,
+    exogenous,
+    leg_power,
+    observe,
+    reset,
+    staged,
+    step,
+)
 from .costs import Constraints, constraints, voltage_unbalance
 from .devices.heat_pump import thermostat_kw
 
@@ -163,7 +173,7 @@ def _whole_day(env: EnvParams, state, obs, policy, deltas) -> DayRollout:
         clipped = clipped + dev.clipped
     p_kw, q_kvar = torch.stack(p, 1), torch.stack(q, 1)  # (B, T, N)
     s = torch.complex(p_kw, q_kvar).reshape(b * n_t, -1)
-    r = env.powerflow.solve(s, load_scale=0.0, at=env.agent_node, check=False)
+    r = env.powerflow.solve(leg_power(env, s), load_scale=0.0, at=env.leg_node, check=False)
     lim = env.scenario.config.limits
     cons = constraints(r.v_pu, r.line_loading, lim.v_min_pu, lim.v_max_pu,
                        lim.line_loading_max, env.node_mask)

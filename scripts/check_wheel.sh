@@ -53,7 +53,8 @@ data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"
 want = {str(f.relative_to(root)) for pkg, globs in data.items() for g in globs
         for f in (root / pkg).glob(g)}
 for needed in ("gradmap_agents/configs/ieee13-50.yaml", "gradmap_agents/configs/env/ieee13-50.yaml",
-               "gridedge_env/network/bundled/ieee13.json.gz"):
+               "gridedge_env/network/bundled/ieee13.json.gz",
+               "gridedge_env/network/bundled/LICENSE-EPRI-BSD3.txt"):
     assert needed in want, f"pyproject.toml package-data does not cover {needed}"
 for kind in ("gradmap_agents/configs/", "gridedge_env/network/bundled/", "gridedge_env/data/profiles/"):
     assert any(w.startswith(kind) for w in want), f"no package data under {kind}"

@@ -1,11 +1,13 @@
 """Measure the error budget of the OpenDSS comparisons (docs/powerflow.md, error budget).
 
-For every bundled feeder and load model, over several seeds, it measures what limits agreement:
+For every bundled feeder it can do (by default those of at most ``REFERENCE_MAX_NODES`` nodes:
+the reference is too slow above that) and each load model, over several seeds, it measures what
+limits agreement:
 
-- each engine against the extended-precision reference (``validation.extended_precision_solution``):
+- each engine against the extended-precision reference (``crosscheck.extended_precision_solution``):
   the double-precision round-off floor of ours (dense and sparse backends: two factorisations,
   two round-off patterns) and of OpenDSS;
-- the comparison figures of ``validation.compare`` (dense and sparse);
+- the comparison figures of ``crosscheck.compare`` (dense and sparse);
 - the loss figures (relative to the losses and to the throughput).
 
 Prints one JSON object per (feeder, load model) and the worst case per figure; ``--out`` appends
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -41,6 +45,37 @@ from gridedge_env.powerflow import PowerFlow
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "feeders"
 FIGURES = ("max_v_err_pu", "max_angle_err_deg", "max_v_ll_err_pu_floating", "max_i_rel_err",
            "max_loss_rel_err", "max_loss_err_of_throughput")
+#: Largest feeder the long-double reference is run on. It forms the dense n x n admittance in
+#: long double and refines with long-double matrix-vector products without BLAS: seconds per
+#: scenario at IEEE 123's 278 nodes, minutes at IEEE 8500's 8,531 (docs/powerflow.md, error
+#: budget, which gives the 8500 budget from the engines' tolerances instead).
+REFERENCE_MAX_NODES = 2000
+
+
+def _refuse(msg: str) -> NoReturn:
+    print(f"error_budget.py: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def budget_feeders(names: str | None) -> list:
+    """``[(name, feeder)]`` to measure: the comma-separated bundled ``names``, or by default
+    every bundled feeder of at most ``REFERENCE_MAX_NODES`` nodes. Exits with one line on stderr
+    naming an unknown or too large feeder (status 2)."""
+    if names is None:
+        loaded = [(n, load_feeder(n)) for n in BUNDLED]
+        return [(n, f) for n, f in loaded if f.n_nodes <= REFERENCE_MAX_NODES]
+    out = []
+    for name in names.split(","):
+        if name not in BUNDLED_SOURCES:
+            _refuse(f"{name!r} is not a bundled feeder ({', '.join(BUNDLED)})")
+        feeder = load_feeder(name)
+        if feeder.n_nodes > REFERENCE_MAX_NODES:
+            _refuse(f"{name} has {feeder.n_nodes} nodes, more than the long-double reference "
+                    f"can do ({REFERENCE_MAX_NODES}: a dense long-double admittance refined "
+                    "without BLAS takes minutes per scenario there); its budget comes from the "
+                    "engines' tolerances, docs/powerflow.md, error budget")
+        out.append((name, feeder))
+    return out
 
 
 def reference_errors(feeder, load_model, seed, k, master):
@@ -73,14 +108,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--scenarios", type=int, default=6)
-    ap.add_argument("--feeders", default=",".join(BUNDLED))
+    ap.add_argument("--feeders", default=None,
+                    help="comma-separated bundled feeders (default: every bundled feeder of at "
+                         f"most {REFERENCE_MAX_NODES} nodes)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     rows = []
-    for name in args.feeders.split(","):
+    for name, feeder in budget_feeders(args.feeders):
         folder, master_file, _ = BUNDLED_SOURCES[name]
         master = SHARED / folder / master_file if SHARED.is_dir() else None
-        feeder = load_feeder(name)
         for load_model in ("pq", "zip"):
             row = {"feeder": name, "load_model": load_model, "seeds": args.seeds,
                    "scenarios": args.scenarios, "circuit": "reference" if master else "export",

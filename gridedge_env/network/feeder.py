@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,6 +214,25 @@ class Feeder:
             elements[by_name[key]] = dataclasses.replace(el, y_prim=el.y_prim * np.outer(f, f))
             new_taps[key.split(".", 1)[1]] = [old[0], float(tap)]
         return dataclasses.replace(self, elements=tuple(elements), taps=new_taps)
+
+    def with_capacitors_open(self, names) -> Feeder:
+        """A copy with the capacitor banks ``names`` (``"capbank0a"`` or
+        ``"capacitor.capbank0a"``) switched open: every step's state 0 (``params["states"]``,
+        which the OpenDSS cross-check applies to the original model) and no admittance (OpenDSS
+        keeps 1e-12 S across an open bank; checked against OpenDSS in the tests). Raises naming
+        an unknown capacitor."""
+        by_name = {e.name: i for i, e in enumerate(self.elements)}
+        elements = list(self.elements)
+        for name in names:
+            key = f"capacitor.{name.lower().removeprefix('capacitor.')}"
+            if key not in by_name:
+                raise KeyError(f"feeder {self.name!r} has no capacitor {name!r}")
+            el = elements[by_name[key]]
+            steps = max(1, len(re.findall(r"\d", str(el.params.get("states", "[1]")))))
+            elements[by_name[key]] = dataclasses.replace(
+                el, y_prim=np.zeros_like(el.y_prim),
+                params={**el.params, "states": f"[{' '.join(['0'] * steps)}]"})
+        return dataclasses.replace(self, elements=tuple(elements))
 
     def with_source_pu(self, pu: float) -> Feeder:
         """A copy whose source EMF is ``pu`` times its base (the substation voltage setpoint)."""

@@ -8,6 +8,10 @@ element, so any scenario the solver sees can be re-solved by OpenDSS:
   whole line (``length=1 units=none``, so ohms and nF in total);
 - transformers and capacitors from the OpenDSS properties the importer kept, transformer taps as
   the feeder has them now (see :meth:`Feeder.with_taps`);
+- reactors from their primitive admittances (:func:`reactor_impedance`): a two-terminal reactor
+  (series, or a wye shunt whose second bus is ``<bus>.0.0.0``) as its impedance matrix
+  ``rmatrix``/``xmatrix``, a delta shunt reactor as the ``R``/``X`` of each phase-to-phase
+  branch;
 - the loads, scaled per load, plus optional wye injections ``inj_<bus>_<phase>``;
 - generators, PV systems and storage (``load_params[i]["kind"]``) at their imported snapshot
   output, as OpenDSS Generators (:func:`generation_parts`: model 1 for the constant-power part,
@@ -17,7 +21,8 @@ element, so any scenario the solver sees can be re-solved by OpenDSS:
 - every bus's voltage base (``SetkVBase``), bus coordinates (``SetBusXY``) and
   ``Set ControlMode=OFF``: controls are not exported, taps and capacitor states are fixed.
 
-Elements of other classes (reactors, ...) raise :class:`ValueError` naming them.
+Elements of other classes (faults, autotransformers, ...) raise :class:`ValueError` naming
+them.
 
 Loads: OpenDSS turns a load of any model into a constant impedance when its voltage leaves
 ``[vminpu, vmaxpu]`` (default 0.95-1.05 pu); the solver never does. ``load_model`` chooses:
@@ -159,6 +164,58 @@ def _transformer(el: Element, taps: dict) -> str:
             f"buses=[{' '.join(p['buses'])}] conns={p['conns']} kvs={p['kvs']} kvas={p['kvas']} "
             f"taps={tap_str} %rs={p['%rs']} xscarray={p['xscarray']} "
             f"%noloadloss={p['%noloadloss']} %imag={p['%imag']} ppm_antifloat={p['ppm_antifloat']}")
+
+
+def reactor_impedance(el: Element) -> tuple[str, np.ndarray]:
+    """``(conn, Z)`` of a reactor from its primitive admittance: ohms, as OpenDSS's Reactor takes it.
+
+    - ``"wye"``: two terminals of ``k = phases`` conductors each (a series reactor, or a wye shunt
+      one whose second terminal is grounded), ``y_prim = [[Y, -Y], [-Y, Y]]``; ``Z = inv(Y)``,
+      ``(k, k)`` complex (series resistance, reactance and any parallel resistance folded in).
+    - ``"delta"``: one terminal (a delta shunt reactor), equal branches ``y`` between phases
+      ``i`` and ``i + 1`` (one branch between the two conductors of a single-phase one);
+      ``Z = [[1 / y]]``, ``(1, 1)``.
+
+    Raises :class:`ValueError` naming the reactor if ``y_prim`` is neither, or its admittance is
+    singular or not symmetric (no OpenDSS Reactor has such a ``YPrim``).
+    """
+    p = _require(el, ("phases", "buses"))
+    y, k, terminals = el.y_prim, int(p["phases"]), len(p["buses"])
+    scale = max(np.abs(y).max(), 1e-300)
+    if terminals == 2 and y.shape == (2 * k, 2 * k):
+        ys = -y[:k, k:]
+        pairs = ((y[:k, :k], ys), (y[k:, k:], ys), (y[k:, :k], y[:k, k:]), (ys, ys.T))
+        if max(np.abs(got - want).max() for got, want in pairs) > 1e-9 * scale:
+            raise ValueError(f"cannot export {el.name}: its primitive admittance is not "
+                             "[[Y, -Y], [-Y, Y]] with a symmetric Y (a two-terminal reactor)")
+        if np.linalg.cond(ys) > 1e12:
+            raise ValueError(f"cannot export {el.name}: its series admittance is singular, so it "
+                             "has no impedance matrix")
+        return "wye", np.linalg.inv(ys)
+    if terminals != 1 or k == 2 or y.shape != (max(k, 2),) * 2 or y[0, 1] == 0:
+        raise ValueError(f"cannot export {el.name}: y_prim has shape {y.shape} for {k} phase(s) "
+                         f"and {terminals} bus(es), neither a two-terminal reactor nor a delta "
+                         "shunt one")
+    branch = -y[0, 1]
+    a = np.arange(k)  # branches a -> a + 1 around the delta (0 -> 1 alone for one phase)
+    b = (a + 1) % max(k, 2)
+    rebuilt = np.zeros_like(y)
+    np.add.at(rebuilt, (np.r_[a, b, a, b], np.r_[a, b, b, a]),
+              np.repeat([branch, branch, -branch, -branch], len(a)))
+    if np.abs(rebuilt - y).max() > 1e-9 * scale:
+        raise ValueError(f"cannot export {el.name}: its delta branches differ, and an OpenDSS "
+                         "delta Reactor has one R and X for all of them")
+    return "delta", np.array([[1 / branch]])
+
+
+def _reactor(el: Element) -> str:
+    conn, z = reactor_impedance(el)
+    p = el.params
+    head = f"New Reactor.{_short(el)} phases={p['phases']} bus1={p['buses'][0]}"
+    if conn == "delta":
+        return f"{head} conn=delta R={_num(z[0, 0].real)} X={_num(z[0, 0].imag)}"
+    return (f"{head} bus2={p['buses'][1]} rmatrix={_matrix(z.real)} "
+            f"xmatrix={_matrix(z.imag)}")
 
 
 def _capacitor(el: Element) -> str:
@@ -327,8 +384,9 @@ def export_opendss(feeder: Feeder, path: str | Path | None = None, *, load_scale
     Raises
     ------
     ValueError: an element class with no exporter (message names the element), a line with shunt
-        conductance, a source impedance that is not balanced, a load model that cannot be
-        written, bad ``load_scale`` / ``s_kva`` shapes, or two exported loads with the same name.
+        conductance, a reactor admittance no OpenDSS Reactor has (:func:`reactor_impedance`), a
+        source impedance that is not balanced, a load model that cannot be written, bad
+        ``load_scale`` / ``s_kva`` shapes, or two exported loads with the same name.
     """
     if pq_loads is not None:
         load_model = "pq" if pq_loads else "opendss"
@@ -346,9 +404,11 @@ def export_opendss(feeder: Feeder, path: str | Path | None = None, *, load_scale
             out.append(_transformer(el, feeder.taps))
         elif el.cls == "capacitor":
             out.append(_capacitor(el))
+        elif el.cls == "reactor":
+            out.append(_reactor(el))
         else:
             raise ValueError(f"cannot export {el.name}: element class {el.cls!r} has no "
-                             "OpenDSS exporter (lines, transformers and capacitors do)")
+                             "OpenDSS exporter (lines, transformers, capacitors and reactors do)")
     loads = (_loads(feeder, scale, load_model) + _generation(feeder, scale, load_model)
              + _injections(feeder, s_kva))
     names = [ln.split()[1].lower() for ln in loads]

@@ -361,7 +361,8 @@ def _source(dss, lookup, name: str) -> tuple[Element, np.ndarray]:
     return Element(name, nodes, _yprim(dss), params), emf
 
 
-def import_opendss(master: str | Path, *, name: str | None = None, taps="solved") -> Feeder:
+def import_opendss(master: str | Path, *, name: str | None = None, taps="solved",
+                   control_load_mult: float = 1.0) -> Feeder:
     """Compile an OpenDSS master file and return the :class:`Feeder` the solver uses.
 
     Parameters
@@ -375,6 +376,9 @@ def import_opendss(master: str | Path, *, name: str | None = None, taps="solved"
         winding 2's tap (pu), or all windings' taps given a list (capacitors as the script
         leaves them). Either way ``meta["controls"]`` reports each RegControl's tap and each
         CapControl's capacitor states (:func:`control_states`).
+    control_load_mult: with ``taps="solved"``, the controls settle with every load times this
+        factor (OpenDSS ``loadmult``): a household scenario's typical load rather than the
+        model's peak design load. The feeder's loads stay as written either way.
 
     Raises
     ------
@@ -395,7 +399,12 @@ def import_opendss(master: str | Path, *, name: str | None = None, taps="solved"
                 raise FeederImportError(f"{master}: the script defines no circuit")
             if dss.Solution.Mode() != 0:  # the script chose a time series; import solves a snapshot
                 _cmd(dss, "set mode=snapshot", str(master))
+            if not 0 < control_load_mult < 10:
+                raise FeederImportError(f"{master}: control_load_mult must be in (0, 10), got "
+                                        f"{control_load_mult}")
+            _cmd(dss, f"set loadmult={float(control_load_mult)!r}", str(master))
             tap_values = _apply_taps(dss, taps, str(master))
+            _cmd(dss, "set loadmult=1", str(master))
             controls = control_states(dss)
             # builds every element's YPrim at the frozen taps and capacitor states, and the
             # generators' snapshot outputs

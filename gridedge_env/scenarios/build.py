@@ -88,9 +88,12 @@ def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None,
                          "with the feeder's loads; remove it from the model to build a scenario")
     if config.regulator_taps:
         feeder = feeder.with_taps(config.regulator_taps)
+    if config.capacitors_open:
+        feeder = feeder.with_capacitors_open(config.capacitors_open)
     if config.source_pu is not None:
         feeder = feeder.with_source_pu(config.source_pu)
-    placement = place_agents(feeder, config.n_agents, config.device_mix, config.seed)
+    placement = place_agents(feeder, config.n_agents, config.device_mix, config.seed,
+                             config.household_connection)
     if profiles is None:
         profiles = load_bundled(int(round(config.data.dt_h * 60)),
                                 tariff=TARIFFS[config.data.prices], dtype=dtype)
@@ -106,7 +109,7 @@ def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None,
     order = np.argsort(placement.kind, kind="stable")
     perm = torch.as_tensor(order)
     placement = Placement(node=placement.node[order], kind=placement.kind[order],
-                          kind_index=placement.kind_index[order])
+                          kind_index=placement.kind_index[order], legs=placement.legs[order])
     return Scenario(
         config=config, feeder=feeder, placement=placement,
         household=type(household)(*(x[perm] for x in household)),

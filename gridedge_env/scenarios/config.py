@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import ConfigError, from_dict, load_yaml, merge
 from ..data import TARIFFS
 from ..devices import BatteryConfig, GeneratorConfig, HeatPumpConfig, HouseholdConfig
+from .placement import CONNECTIONS
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class ScenarioConfig:
     regulator_taps: dict[str, float] = field(default_factory=dict)
     """Winding-2 taps (pu) of two-winding transformers to change, by name (empty: as the feeder
     has them). The published IEEE taps suit the feeders' heavy nominal loads, not households."""
+    capacitors_open: tuple[str, ...] = ()
+    """Capacitor banks switched open, by name (``Feeder.with_capacitors_open``; empty: as the
+    feeder has them). A bank that a capacitor control closes at the feeder's heavy nominal load
+    lifts a household-loaded feeder's voltage all day."""
     source_pu: float | None = None
     """Substation voltage setpoint, p.u. (None: as the feeder has it)."""
     n_agents: int = 50
@@ -80,6 +85,10 @@ class ScenarioConfig:
     households_per_agent: float = 1.0
     """Identical homes behind each agent's connection: its demand, PV, device power and costs
     scale by this factor (so few agents can carry a large feeder's load). Default 1."""
+    household_connection: str = "phase"
+    """How a household connects: ``"phase"`` (phase to neutral on one node, every feeder) or
+    ``"split-phase"`` (both 120 V legs of a 120/240 V service, half its power on each, where the
+    feeder has such services: ``docs/scenarios.md``)."""
     device_mix: dict[str, float] = field(default_factory=lambda: {
         "battery": 0.4, "heatpump": 0.4, "generator": 0.2})
     """Share of each device kind (normalised; kinds: battery, heatpump, generator)."""
@@ -95,6 +104,9 @@ class ScenarioConfig:
     def __post_init__(self):
         if self.n_agents < 1:
             raise ValueError(f"n_agents must be >= 1, got {self.n_agents}")
+        if self.household_connection not in CONNECTIONS:
+            raise ValueError(f"household_connection must be one of {CONNECTIONS}, got "
+                             f"{self.household_connection!r}")
         if not self.households_per_agent > 0:
             raise ValueError(f"households_per_agent must be > 0, got {self.households_per_agent}")
         bad = {k: v for k, v in self.device_mix.items() if v < 0}
@@ -113,6 +125,14 @@ SCENARIOS = {
         name="ieee123-1000", feeder="ieee123", n_agents=1000, households_per_agent=1.4,
         regulator_taps={r: 1.0 for r in ("reg1a", "reg2a", "reg3a", "reg3c", "reg4a", "reg4b",
                                          "reg4c")},
+        source_pu=1.02, household=HouseholdConfig(pv_share=0.5, pv_kwp=(3.0, 6.0))),
+    "ieee8500-10000": ScenarioConfig(
+        name="ieee8500-10000", feeder="ieee8500", n_agents=10000, households_per_agent=0.3,
+        household_connection="split-phase",
+        regulator_taps={r: 1.0 for r in ("feeder_rega", "feeder_regb", "feeder_regc", "vreg2_a",
+                                         "vreg2_b", "vreg2_c", "vreg3_a", "vreg3_b", "vreg3_c",
+                                         "vreg4_a", "vreg4_b", "vreg4_c")},
+        capacitors_open=tuple(f"capbank{k}{p}" for k in range(3) for p in "abc"),
         source_pu=1.02, household=HouseholdConfig(pv_share=0.5, pv_kwp=(3.0, 6.0))),
 }
 

@@ -7,6 +7,13 @@ phase ``a`` (households connect phase-to-neutral). Nodes without a path to groun
 section behind delta windings, ``Feeder.floating_nodes``) get no households: their spot load is
 left out, not moved elsewhere. Device kinds are drawn in exact proportions
 (largest remainder again) and shuffled over the households with a seed.
+
+Split-phase secondaries (North American 120/240 V services, as on the IEEE 8500-node feeder):
+with ``connection="split-phase"`` a bus that has exactly two nodes, both grounded and both
+carrying load, is one *service*; its households connect to both legs (``Placement.legs``), half
+their power on each leg to neutral, as the feeder's own loads there are modelled (EPRI's file
+splits each load's kW equally between its two 120 V terms). A household's voltage is the mean of
+its legs'. Other loaded nodes receive single-phase households as above.
 """
 
 from __future__ import annotations
@@ -20,15 +27,29 @@ from ..network.feeder import Feeder
 #: Device kinds, in the order of the ``kind`` codes.
 KINDS = ("battery", "heatpump", "generator")
 
+#: How households connect: ``"phase"`` (one node, phase to neutral) or ``"split-phase"`` (both
+#: legs of a split-phase service where the feeder has one, half the power on each).
+CONNECTIONS = ("phase", "split-phase")
+
 
 @dataclass(frozen=True)
 class Placement:
-    """Per agent (``N``): node index, device kind code (index into :data:`KINDS`), and index
-    among the agents of its kind (the ``17`` of ``heatpump_17``)."""
+    """Per agent (``N``): node index, device kind code (index into :data:`KINDS`), index among
+    the agents of its kind (the ``17`` of ``heatpump_17``) and the nodes of its legs ``(N, L)``:
+    ``L = 1`` (every household phase to neutral: ``legs[:, 0] == node``) or ``L = 2`` (split-phase
+    households on two nodes, each carrying half the power; a single-phase household in such a
+    scenario has both legs on its node)."""
 
-    node: np.ndarray  # (N,) int
+    node: np.ndarray  # (N,) int: the first leg's node
     kind: np.ndarray  # (N,) int
     kind_index: np.ndarray  # (N,) int
+    legs: np.ndarray | None = None  # (N, L) int; None: (N, 1), the node
+
+    def __post_init__(self):
+        if self.legs is None:
+            object.__setattr__(self, "legs", np.asarray(self.node)[:, None])
+        if self.legs.shape[0] != len(self.node) or not np.array_equal(self.legs[:, 0], self.node):
+            raise ValueError("Placement.legs must be (N, L) with legs[:, 0] == node")
 
     @property
     def n_agents(self) -> int:
@@ -73,15 +94,49 @@ def household_weights(feeder: Feeder) -> np.ndarray:
     return w
 
 
-def place_agents(feeder: Feeder, n_agents: int, mix: dict[str, float], seed: int) -> Placement:
-    """Place ``n_agents`` households on ``feeder`` with device shares ``mix`` (by kind name)."""
+def split_phase_services(feeder: Feeder, weights: np.ndarray) -> np.ndarray:
+    """``(S, 2)`` node pairs of the split-phase services: buses with exactly two nodes, both
+    with positive household ``weights`` (``(n_nodes,)``, zero where floating), in node order."""
+    by_bus: dict[str, list[int]] = {}
+    for i, name in enumerate(feeder.nodes):  # build time, once per scenario
+        by_bus.setdefault(name.rsplit(".", 1)[0], []).append(i)
+    pairs = [sorted(n) for n in by_bus.values() if len(n) == 2 and (weights[n] > 0).all()]
+    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+
+
+def connections(feeder: Feeder, connection: str) -> tuple[np.ndarray, np.ndarray]:
+    """Where households can connect: ``(C, L)`` leg nodes and ``(C,)`` spot-load kW weights.
+    ``"phase"``: every node (``L = 1``, :func:`household_weights`); ``"split-phase"``: each
+    split-phase service (:func:`split_phase_services`, weight the kW of both legs) and every
+    other loaded node on both legs (``L = 2``). Raises when ``"split-phase"`` finds none."""
+    w = household_weights(feeder)
+    if connection == "phase":
+        return np.arange(feeder.n_nodes)[:, None], w
+    if connection != "split-phase":
+        raise ValueError(f"household connection must be one of {CONNECTIONS}, got {connection!r}")
+    pairs = split_phase_services(feeder, w)
+    if not len(pairs):
+        raise ValueError(f"feeder {feeder.name!r} has no split-phase service (a bus with exactly "
+                         "two grounded nodes that both carry load); use connection 'phase'")
+    single = np.setdiff1d(np.flatnonzero(w > 0), pairs.ravel())
+    legs = np.concatenate([pairs, np.repeat(single[:, None], 2, axis=1)])
+    weight = np.concatenate([w[pairs].sum(1), w[single]])
+    order = np.argsort(legs[:, 0], kind="stable")
+    return legs[order], weight[order]
+
+
+def place_agents(feeder: Feeder, n_agents: int, mix: dict[str, float], seed: int,
+                 connection: str = "phase") -> Placement:
+    """Place ``n_agents`` households on ``feeder`` with device shares ``mix`` (by kind name),
+    each connected as ``connection`` says (:data:`CONNECTIONS`, :func:`connections`)."""
     unknown = set(mix) - set(KINDS)
     if unknown:
         raise ValueError(f"device mix names unknown kinds {sorted(unknown)}; known: {KINDS}")
     if n_agents < 1:
         raise ValueError(f"n_agents must be >= 1, got {n_agents}")
-    node = np.repeat(np.arange(feeder.n_nodes), largest_remainder(n_agents,
-                                                                   household_weights(feeder)))
+    conn, weight = connections(feeder, connection)
+    legs = np.repeat(conn, largest_remainder(n_agents, weight), axis=0)
+    node = legs[:, 0]
     shares = np.array([float(mix.get(k, 0.0)) for k in KINDS])
     rng = np.random.default_rng(seed)
     kind = rng.permutation(np.repeat(np.arange(len(KINDS)), largest_remainder(n_agents, shares)))
@@ -89,4 +144,4 @@ def place_agents(feeder: Feeder, n_agents: int, mix: dict[str, float], seed: int
     for k in range(len(KINDS)):  # three kinds: a loop over kinds, not agents
         sel = kind == k
         kind_index[sel] = np.arange(int(sel.sum()))
-    return Placement(node=node, kind=kind, kind_index=kind_index)
+    return Placement(node=node, kind=kind, kind_index=kind_index, legs=legs)

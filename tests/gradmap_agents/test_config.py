@@ -9,7 +9,7 @@ from gradmap_agents.config import TrainConfig, config_names, config_path, load_c
 from gridedge_env.config import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "gradmap_agents" / "configs").glob("*.yaml"))
-REGISTERED = ["ieee123-100", "ieee123-1000", "ieee123-300", "ieee13-50"]
+REGISTERED = ["ieee123-100", "ieee123-1000", "ieee123-300", "ieee13-50", "ieee8500-10000"]
 
 
 def test_there_are_training_configs():

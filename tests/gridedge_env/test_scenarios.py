@@ -89,7 +89,11 @@ def test_no_control_violates_on_a_meaningful_share_of_days(name):
     assert stats.nonconverged == 0
     assert 0.2 <= stats.share_days_violating <= 0.9
     assert stats.share_days_overvoltage > 0.1  # midday PV export
-    assert stats.v_max_pu > 1.05 and stats.max_line_loading > 1.0
+    assert stats.v_max_pu > 1.05
+    if name == "ieee8500-10000":  # a long, weak feeder: voltage binds (winter evenings) first
+        assert stats.share_days_undervoltage > 0.1 and stats.v_min_pu < 0.95
+    else:
+        assert stats.max_line_loading > 1.0
 
 
 def test_agents_are_numbered_kind_by_kind_carrying_their_draws():

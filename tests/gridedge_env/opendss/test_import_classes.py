@@ -181,6 +181,34 @@ def test_controls_settle_as_in_opendss_and_are_reported(tmp_path):
     assert fixed.meta["controls"]["regcontrol.rc"]["tap_position"] == 0
 
 
+def test_opened_capacitor_agrees_with_opendss_switching_it_open(tmp_path):
+    """Feeder.with_capacitors_open: the solver's circuit with the uncontrolled bank c2 open
+    agrees with OpenDSS solving the original file with c2's states set to [0]."""
+    path = _write(tmp_path, CONTROLLED)
+    f = import_opendss(path)
+    opened = f.with_capacitors_open(["c2"])
+    cap = {e.name: e for e in opened.elements}["capacitor.c2"]
+    assert not np.any(cap.y_prim) and cap.params["states"] == "[0]"
+    v0, v1 = (PowerFlow(g, tol=1e-10).solve().v_pu.numpy().reshape(-1) for g in (f, opened))
+    assert np.abs(v0 - v1).max() > 1e-3  # 300 kvar matter
+    c = compare(opened, scenarios=2, seed=0, load_model="pq", master=path)
+    assert c.n_compared == 3 and not c.exceeded(BUDGET_GATES), c.exceeded(BUDGET_GATES)
+    with pytest.raises(KeyError, match="no capacitor 'c9'"):
+        f.with_capacitors_open(["c9"])
+
+
+def test_controls_settle_at_a_chosen_load_level(tmp_path):
+    """control_load_mult: the regulator settles at a lighter load with a lower tap, and the
+    feeder's loads stay as written."""
+    path = _write(tmp_path, CONTROLLED)
+    full, light = import_opendss(path), import_opendss(path, control_load_mult=0.2)
+    full_tap, light_tap = (g.meta["controls"]["regcontrol.rc"]["tap_position"] for g in (full, light))
+    assert light_tap < full_tap
+    np.testing.assert_array_equal(light.term_zip_kva, full.term_zip_kva)
+    with pytest.raises(FeederImportError, match="control_load_mult"):
+        import_opendss(path, control_load_mult=0.0)
+
+
 def test_unsettled_controls_name_what_was_tried(tmp_path, monkeypatch):
     monkeypatch.setattr(importer, "CONTROL_ITERATION_LIMITS", ((20, 10), (40, 20)))
     path = _write(tmp_path, CONTROLLED.replace("kw=400 kvar=120 model=1",  # past the nose

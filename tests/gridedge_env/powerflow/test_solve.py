@@ -27,7 +27,10 @@ def test_agrees_with_opendss_on_reference_models(name, load_model, feeder_models
     """Within the error budget (validation.BUDGET_GATES) on every scenario, floating sections
     compared line-to-line."""
     folder, master, _ = BUNDLED_SOURCES[name]
-    c = compare(load_feeder(name), scenarios=6, seed=3, load_model=load_model,
+    f = load_feeder(name)
+    if load_model == "zip" and not f.term_zip_kva[:, 1:].any():  # IEEE 8500: 4 s saved
+        pytest.skip(f"{name}: constant-power loads only, so 'zip' is the 'pq' comparison")
+    c = compare(f, scenarios=6, seed=3, load_model=load_model,
                 master=feeder_models / folder / master)
     assert c.n_compared == c.n_scenarios, c.unsolved
     assert not c.exceeded(BUDGET_GATES), c.exceeded(BUDGET_GATES)
