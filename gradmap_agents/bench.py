@@ -5,8 +5,10 @@ training methods (``gradmap-bench``), the stacked-policy kernel against TorchRL'
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -36,6 +38,88 @@ def _one_gradient(env, policy, days, duals, path):
     return t1 - t0, time.perf_counter() - t1, grads
 
 
+class _StageClock:
+    """Seconds spent in named stages (``stage``), and instants (``stamp``), each read after the
+    device's queued work is done."""
+
+    def __init__(self, device):
+        self.device, self.seconds, self.stamps = device, {}, {}
+
+    @contextmanager
+    def stage(self, name: str):
+        sync(self.device)
+        t0 = time.perf_counter()
+        yield
+        sync(self.device)
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def stamp(self, name: str, first: bool = False) -> None:
+        """Record now under ``name`` (``first``: keep the earliest of repeated stamps)."""
+        sync(self.device)
+        now = time.perf_counter()
+        self.stamps[name] = min(now, self.stamps.get(name, now)) if first else now
+
+
+class _TimedPolicy:
+    """``policy`` with its binding and every call timed as the stage ``"policies"``."""
+
+    def __init__(self, policy, clock: _StageClock):
+        self.policy, self.clock = policy, clock
+
+    def parameters(self):
+        return self.policy.parameters()
+
+    def bind(self):
+        with self.clock.stage("policies"):
+            bound = self.policy.bind() if hasattr(self.policy, "bind") else self.policy
+
+        def act(obs, t, state):
+            with self.clock.stage("policies"):
+                return bound(obs, t, state)
+
+        return act
+
+
+class _TimedPowerFlow:
+    """The environment's power flow with its forward timed as the stage ``"pf_forward"`` (line
+    loadings included: computed there rather than on first use) and its backward bracketed by
+    gradient hooks: ``"pf_backward_start"`` when the gradient of its first output (``v_pu`` or
+    ``line_loading``) is complete, ``"pf_backward_end"`` when that of its input ``s_kva`` is."""
+
+    def __init__(self, powerflow, clock: _StageClock):
+        self.powerflow, self.clock = powerflow, clock
+
+    def __getattr__(self, name):
+        return getattr(self.powerflow, name)
+
+    def solve(self, s_kva, load_scale=1.0, *, at=None, check: bool = True):
+        clock = self.clock
+        with clock.stage("pf_forward"):
+            r = self.powerflow.solve(s_kva, load_scale, at=at, check=check)
+            outputs = (r.v_pu, r.line_loading)
+        if s_kva.requires_grad:
+            s_kva.register_hook(lambda g: clock.stamp("pf_backward_end"))
+            for out in outputs:
+                out.register_hook(lambda g: clock.stamp("pf_backward_start", first=True))
+        return r
+
+
+def _gradient_breakdown(env, policy, days, duals) -> dict:
+    """One whole-day environment gradient (as :func:`_one_gradient`) with its stages timed:
+    seconds of the policies' forward, the power flow's forward, the rest of the forward
+    (devices, costs, observations, constraints, Lagrangian), the power flow's backward and the
+    rest of the backward (Lagrangian, constraints, devices and policies), and their total."""
+    clock = _StageClock(env.node_mask.device)
+    timed_env = dataclasses.replace(env, powerflow=_TimedPowerFlow(env.powerflow, clock))
+    fwd, bwd, _ = _one_gradient(timed_env, _TimedPolicy(policy, clock), days, duals, "whole_day")
+    pf_bwd = clock.stamps["pf_backward_end"] - clock.stamps["pf_backward_start"]
+    sec = clock.seconds
+    parts = {"policies_forward_s": sec["policies"], "pf_forward_s": sec["pf_forward"],
+             "devices_forward_s": fwd - sec["policies"] - sec["pf_forward"],
+             "pf_backward_s": pf_bwd, "policies_devices_backward_s": bwd - pf_bwd}
+    return {k: round(v, 4) for k, v in {**parts, "total_s": fwd + bwd}.items()}
+
+
 def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = "fp64",
                   device: str = "cpu", hidden: tuple[int, ...] = (16,), repeats: int = 3,
                   compile: bool = False) -> dict:
@@ -43,7 +127,16 @@ def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = 
     perturbation and every policy parameter) of the whole-day path and of stepping
     ``core.step``, in interleaved rounds (one of each per round; each side's best round), and
     the peak memory (:func:`gridedge_env.benchmarks.common.peak_memory_gb`: the process's peak
-    RSS, and on CUDA the peak allocated during the timed rounds)."""
+    RSS, and on CUDA the peak allocated during the timed rounds).
+
+    ``breakdown``: where one whole-day gradient's time goes, from a third, instrumented
+    whole-day gradient in every round (the one with the least total is reported; the timed
+    rounds above run uninstrumented). Timers (synchronising the device) around every policy call
+    and the power-flow call give ``policies_forward_s`` and ``pf_forward_s``;
+    ``devices_forward_s`` is the rest of the forward (devices, costs, observations, constraints,
+    Lagrangian). Gradient hooks on the power flow's outputs and input bracket its backward,
+    ``pf_backward_s`` (adjoint solve and output maps); ``policies_devices_backward_s`` is the rest
+    of the backward. The parts add up to ``breakdown["total_s"]``."""
     dt = {"fp64": torch.float64, "fp32": torch.float32}[dtype]
     env = env_params(env_id, device=device, dtype=dt, compile=compile)
     policy = StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, hidden),
@@ -54,12 +147,13 @@ def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = 
         _one_gradient(env, policy, day_idx, duals, path)
     if env.node_mask.device.type == "cuda":  # the peak of the timed rounds only
         torch.cuda.reset_peak_memory_stats(env.node_mask.device)
-    whole, step = [], []
+    whole, step, parts = [], [], []
     for _ in range(max(1, repeats)):
         *ts, g_step = _one_gradient(env, policy, day_idx, duals, "stepwise")
         step.append(ts)
         *tw, g_whole = _one_gradient(env, policy, day_idx, duals, "whole_day")
         whole.append(tw)
+        parts.append(_gradient_breakdown(env, policy, day_idx, duals))
     rel = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
               for a, b in zip(g_whole, g_step, strict=True))
     fw, bw = min(whole, key=sum)
@@ -71,6 +165,7 @@ def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = 
             "stepwise_forward_s": round(fs, 4), "stepwise_backward_s": round(bs, 4),
             "speedup": round((fs + bs) / (fw + bw), 2), "grad_max_rel_diff": rel,
             "rounds": [[round(sum(w), 4), round(sum(s), 4)] for w, s in zip(whole, step, strict=True)],
+            "breakdown": min(parts, key=lambda p: p["total_s"]),
             **peak_memory_gb(env.node_mask.device), "machine": machine()}
 
 

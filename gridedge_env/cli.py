@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .benchmarks.conditioning import bench_conditioning
+from .benchmarks.dayflow import append_dayflow_row, bench_dayflow
 from .benchmarks.env import bench_env
 from .benchmarks.powerflow import append_table_row, bench_powerflow
 from .config import ConfigError
@@ -46,8 +47,8 @@ def _feeder_and_master(spec: str, taps: str):
     if not path.is_file():
         _input_error(prog, spec, f"neither a bundled feeder ({', '.join(BUNDLED)}) nor an existing "
                                  "OpenDSS file")
-    try:
-        return load_feeder(path, taps=taps), path
+    try:  # a saved feeder (.json.gz) has no master file: it is compared through the export
+        return load_feeder(path, taps=taps), (None if path.name.endswith(".json.gz") else path)
     except _INPUT_ERRORS as exc:
         _input_error(prog, spec, exc)
 
@@ -57,10 +58,11 @@ def validate_main(argv=None) -> int:
 
     Exit status: 0 when every gate holds on the scenarios both engines solved, 1 when one does
     not, 2 when no scenario could be compared (each unsolved scenario is listed) or the feeder
-    cannot be loaded (one line on stderr naming the file or element)."""
+    cannot be loaded or, without a master file, written to OpenDSS (one line on stderr naming
+    the file or element)."""
     ap = argparse.ArgumentParser(prog="gridedge-validate", description=validate_main.__doc__)
-    ap.add_argument("feeder", help="bundled feeder name (ieee13, ieee34, ieee34mod2, ieee123) or "
-                                   "an OpenDSS master file")
+    ap.add_argument("feeder", help=f"bundled feeder name ({', '.join(BUNDLED)}), a saved feeder "
+                                   "(.json.gz) or an OpenDSS master file")
     ap.add_argument("--scenarios", type=int, default=10, help="random load scenarios (default 10)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--load-model", choices=["zip", "pq", "both"], default="both",
@@ -73,7 +75,10 @@ def validate_main(argv=None) -> int:
         ap.error("--scenarios must be >= 0")
     feeder, master = _feeder_and_master(args.feeder, args.taps)
     modes = ["zip", "pq"] if args.load_model == "both" else [args.load_model]
-    results = [compare(feeder, args.scenarios, args.seed, m, master) for m in modes]
+    try:  # without a master file OpenDSS solves the export, which names what it cannot write
+        results = [compare(feeder, args.scenarios, args.seed, m, master) for m in modes]
+    except ValueError as exc:
+        _input_error("gridedge-validate", args.feeder, exc)
     compared = [r for r in results if r.n_compared]
     worst = {k: (max(getattr(r, k) for r in compared) if compared else None) for k in GATES}
     passed = bool(compared) and all(worst[k] <= GATES[k] for k in GATES)
@@ -113,12 +118,15 @@ def bench_main(argv=None) -> int:
     """``gridedge-bench powerflow --feeder F --batch N [--device] [--dtype] [--json]``,
     ``gridedge-bench env --scenario ID --num-envs N [--device] [--dtype] [--compile] [--json]``,
     ``gridedge-bench conditioning --env ID [--days N] [--split S] [--pv-share X] [--pv-kwp LO HI]``
-    (prints one JSON object). The environment-gradient benchmark needs a policy:
-    ``gradmap-bench --envgrad``."""
+    (prints one JSON object), ``gridedge-bench dayflow --scenario ID --days D [--opendss-days K]
+    [--repeats R] [--device] [--dtype] [--json] [--table PATH]``. The environment-gradient
+    benchmark needs a policy: ``gradmap-bench --envgrad``."""
     ap = argparse.ArgumentParser(prog="gridedge-bench", description=bench_main.__doc__)
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("powerflow", help="solves/s of our power flow vs OpenDSS")
-    p.add_argument("--feeder", default="ieee123")
+    p.add_argument("--feeder", default="ieee123",
+                   help=f"bundled feeder ({', '.join(BUNDLED)}), synthetic-N, a saved feeder "
+                        "(.json.gz) or an OpenDSS master file (default ieee123)")
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=["fp64", "fp32"], default="fp64")
@@ -143,9 +151,12 @@ def bench_main(argv=None) -> int:
                    help="timing rounds: one peer day, then ours for as long; each side's best")
     e.add_argument("--json", action="store_true", help="last line: one JSON object")
     _conditioning_parser(sub)
+    _dayflow_parser(sub)
     args = ap.parse_args(argv)
     if args.what == "conditioning":
         return _conditioning(args)
+    if args.what == "dayflow":
+        return _dayflow(args)
     if args.what == "env":
         out = bench_env(args.scenario, args.num_envs, args.steps, args.opendss_envs, args.device,
                         args.dtype, args.compile, args.repeats)
@@ -196,6 +207,38 @@ def _conditioning(args) -> int:
         print(f"gridedge-bench conditioning: {' '.join(msg.split())}", file=sys.stderr)
         return 2
     print(json.dumps(out))
+    return 0
+
+
+def _dayflow_parser(sub) -> None:
+    d = sub.add_parser("dayflow", help="the power flows of whole training days: ours batched "
+                                       "(forward, forward+backward) vs OpenDSS one by one")
+    d.add_argument("--scenario", default="ieee8500-10000-v0", help="registered environment id")
+    d.add_argument("--days", type=int, default=32, help="training days (x 48 day-steps)")
+    d.add_argument("--opendss-days", type=int, default=None,
+                   help="days OpenDSS solves, day-step by day-step (default all; 0 skips it)")
+    d.add_argument("--repeats", type=int, default=3, help="ours: best of this many")
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--dtype", choices=["fp64", "fp32"], default="fp64")
+    d.add_argument("--json", action="store_true", help="last line: one JSON object")
+    d.add_argument("--table", type=Path, default=None, help="append a row to this markdown table")
+
+
+def _dayflow(args) -> int:
+    """Run ``gridedge-bench dayflow``; a bad scenario or count is one error line and exit 2."""
+    try:
+        out = bench_dayflow(args.scenario, args.days, args.opendss_days, args.repeats,
+                            args.device, args.dtype)
+    except (ConfigError, KeyError, ValueError) as exc:
+        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"gridedge-bench dayflow: {' '.join(msg.split())}", file=sys.stderr)
+        return 2
+    for k, v in out.items():
+        print(f"{k:32} {v}")
+    if args.table is not None:
+        append_dayflow_row(args.table, out)
+    if args.json:
+        print(json.dumps(out))
     return 0
 
 

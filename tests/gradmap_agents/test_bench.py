@@ -3,6 +3,8 @@ plain formula, both environment-gradient paths give the same gradient."""
 
 import json
 
+import pytest
+
 from gradmap_agents.bench import bench_envgrad, bench_kernel, bench_update
 from gradmap_agents.cli import bench_main
 
@@ -22,6 +24,13 @@ def test_envgrad_paths_agree_and_update_bench_runs():
     out = bench_envgrad("ieee13-50-v0", days=2, repeats=1)
     assert out["grad_max_rel_diff"] < 1e-6 and out["envgrad_s"] > 0
     assert 0.05 < out["peak_rss_gb"] < 24  # a real reading in GB (ru_maxrss is in kB on Linux)
+    parts = dict(out["breakdown"])
+    total = parts.pop("total_s")
+    assert set(parts) == {"policies_forward_s", "devices_forward_s", "pf_forward_s",
+                          "pf_backward_s", "policies_devices_backward_s"}
+    # every stage was timed (the hooks fired) and the stages partition the gradient's time
+    assert min(parts.values()) >= 0 and parts["pf_forward_s"] > 0 and parts["pf_backward_s"] > 0
+    assert sum(parts.values()) == pytest.approx(total, abs=5e-4)
     up = bench_update("ieee13-50-v0", repeats=1)
     assert all(up[k] > 0 for k in ("gradmap_env_gradient_s", "gradmap_update_s",
                                    "gradma_update_s"))
