@@ -160,11 +160,7 @@ def bench_main(argv=None) -> int:
     if args.what == "env":
         out = bench_env(args.scenario, args.num_envs, args.steps, args.opendss_envs, args.device,
                         args.dtype, args.compile, args.repeats)
-        for k, v in out.items():
-            print(f"{k:32} {v}")
-        if args.json:
-            print(json.dumps(out))
-        return 0
+        return _report(out, args)
     if not re.fullmatch(r"synthetic-\d+", args.feeder):
         try:  # once here, so that a bad --feeder is one line, not a traceback from the benchmark
             load_feeder(args.feeder)
@@ -172,13 +168,7 @@ def bench_main(argv=None) -> int:
             _input_error("gridedge-bench", args.feeder, exc)
     out = bench_powerflow(args.feeder, args.batch, args.device, args.dtype, args.tol,
                           args.repeats, args.opendss_scenarios)
-    for k, v in out.items():
-        print(f"{k:32} {v}")
-    if args.table is not None:
-        append_table_row(args.table, out)
-    if args.json:
-        print(json.dumps(out))
-    return 0
+    return _report(out, args, append_table_row)
 
 
 def _conditioning_parser(sub) -> None:
@@ -233,10 +223,16 @@ def _dayflow(args) -> int:
         msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"gridedge-bench dayflow: {' '.join(msg.split())}", file=sys.stderr)
         return 2
+    return _report(out, args, append_dayflow_row)
+
+
+def _report(out: dict, args, append_row=None) -> int:
+    """Print a benchmark's result as aligned ``key value`` lines, append a row to
+    ``--table`` (where the command has one) and print the JSON last with ``--json``."""
     for k, v in out.items():
         print(f"{k:32} {v}")
-    if args.table is not None:
-        append_dayflow_row(args.table, out)
+    if append_row is not None and getattr(args, "table", None) is not None:
+        append_row(args.table, out)
     if args.json:
         print(json.dumps(out))
     return 0
