@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from gridedge_env.config import ConfigError
+from gridedge_env.console import run_console
 
 from .compare import METHODS, Plan, run_compare
 from .scaling import scaling_plot, scaling_table
@@ -95,11 +96,11 @@ def _print_json(obj, wanted: bool) -> int:
 
 
 def compare() -> None:  # console-script shims
-    sys.exit(compare_main())
+    run_console(compare_main, "gradmap-compare")
 
 
 def scaling() -> None:
-    sys.exit(scaling_main())
+    run_console(scaling_main, "gradmap-scaling")
 
 
 def sweep_main(argv=None) -> int:
@@ -154,4 +155,4 @@ def sweep_main(argv=None) -> int:
 
 
 def sweep() -> None:
-    sys.exit(sweep_main())
+    run_console(sweep_main, "gradmap-sweep")

@@ -25,11 +25,11 @@ from .policy import StackedMLP, StackedPolicy, kind_groups
 from .train import init_state, train
 
 
-def _one_gradient(env, policy, days, duals, path):
+def _one_gradient(env, policy, days, duals, path, recompute=False):
     dev = env.node_mask.device
     sync(dev)
     t0 = time.perf_counter()
-    roll = rollout(env, days, policy, perturb=True, path=path)
+    roll = rollout(env, days, policy, perturb=True, path=path, recompute=recompute)
     loss = lagrangian(roll, duals)
     sync(dev)
     t1 = time.perf_counter()
@@ -122,12 +122,17 @@ def _gradient_breakdown(env, policy, days, duals) -> dict:
 
 def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = "fp64",
                   device: str = "cpu", hidden: tuple[int, ...] = (16,), repeats: int = 3,
-                  compile: bool = False) -> dict:
+                  compile: bool = False, paths: tuple[str, ...] = ("whole_day", "stepwise"),
+                  recompute: bool = False) -> dict:
     """Seconds per environment gradient (rollout + Lagrangian forward, backward to the action
     perturbation and every policy parameter) of the whole-day path and of stepping
     ``core.step``, in interleaved rounds (one of each per round; each side's best round), and
     the peak memory (:func:`gridedge_env.benchmarks.common.peak_memory_gb`: the process's peak
     RSS, and on CUDA the peak allocated during the timed rounds).
+
+    ``paths``: the paths timed (both by default; one alone makes the peak memory that path's).
+    ``recompute``: the whole-day path recomputes each step's policies and devices in the
+    backward (:func:`gridedge_env.rollout.rollout`).
 
     ``breakdown``: where one whole-day gradient's time goes, from a third, instrumented
     whole-day gradient in every round (the one with the least total is reported; the timed
@@ -136,37 +141,49 @@ def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = 
     ``devices_forward_s`` is the rest of the forward (devices, costs, observations, constraints,
     Lagrangian). Gradient hooks on the power flow's outputs and input bracket its backward,
     ``pf_backward_s`` (adjoint solve and output maps); ``policies_devices_backward_s`` is the rest
-    of the backward. The parts add up to ``breakdown["total_s"]``."""
+    of the backward. The parts add up to ``breakdown["total_s"]``. Not made with ``recompute``
+    (its repeated forward would fall inside the backward's timers) or without the whole-day
+    path: ``None`` then."""
+    if not paths or set(paths) - {"whole_day", "stepwise"}:
+        raise ValueError(f"paths must be 'whole_day' and/or 'stepwise', got {paths!r}")
     dt = {"fp64": torch.float64, "fp32": torch.float32}[dtype]
     env = env_params(env_id, device=device, dtype=dt, compile=compile)
     policy = StackedPolicy(env.n_agents, env.obs_dim, kind_groups(env.kind_slices, hidden),
                            seed=0, device=env.node_mask.device)  # float32, as the trainer's
     duals = init_duals(env, "node_time", 100.0, 10.0)
     day_idx = env.scenario.split.train[:days]
-    for path in ("whole_day", "stepwise"):  # warm-up (allocator, threads, compilation)
-        _one_gradient(env, policy, day_idx, duals, path)
+
+    def gradient(path):
+        return _one_gradient(env, policy, day_idx, duals, path, recompute and path == "whole_day")
+
+    for path in paths:  # warm-up (allocator, threads, compilation)
+        gradient(path)
     if env.node_mask.device.type == "cuda":  # the peak of the timed rounds only
         torch.cuda.reset_peak_memory_stats(env.node_mask.device)
-    whole, step, parts = [], [], []
+    times: dict = {path: [] for path in paths}
+    grads, parts = {}, []
     for _ in range(max(1, repeats)):
-        *ts, g_step = _one_gradient(env, policy, day_idx, duals, "stepwise")
-        step.append(ts)
-        *tw, g_whole = _one_gradient(env, policy, day_idx, duals, "whole_day")
-        whole.append(tw)
-        parts.append(_gradient_breakdown(env, policy, day_idx, duals))
-    rel = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
-              for a, b in zip(g_whole, g_step, strict=True))
-    fw, bw = min(whole, key=sum)
-    fs, bs = min(step, key=sum)
-    return {"env": env_id, "n_agents": env.n_agents, "days": days, "dtype": dtype,
-            "device": str(env.node_mask.device), "hidden": list(hidden), "compile": compile,
-            "envgrad_s": round(fw + bw, 4), "envgrad_forward_s": round(fw, 4),
-            "envgrad_backward_s": round(bw, 4), "stepwise_envgrad_s": round(fs + bs, 4),
-            "stepwise_forward_s": round(fs, 4), "stepwise_backward_s": round(bs, 4),
-            "speedup": round((fs + bs) / (fw + bw), 2), "grad_max_rel_diff": rel,
-            "rounds": [[round(sum(w), 4), round(sum(s), 4)] for w, s in zip(whole, step, strict=True)],
-            "breakdown": min(parts, key=lambda p: p["total_s"]),
-            **peak_memory_gb(env.node_mask.device), "machine": machine()}
+        for path in reversed(paths):  # stepwise first, as before
+            *ts, grads[path] = gradient(path)
+            times[path].append(ts)
+        if "whole_day" in paths and not recompute:
+            parts.append(_gradient_breakdown(env, policy, day_idx, duals))
+    out = {"env": env_id, "n_agents": env.n_agents, "days": days, "dtype": dtype,
+           "device": str(env.node_mask.device), "hidden": list(hidden), "compile": compile,
+           "paths": list(paths), "recompute": recompute}
+    names = {"whole_day": ("envgrad_s", "envgrad_forward_s", "envgrad_backward_s"),
+             "stepwise": ("stepwise_envgrad_s", "stepwise_forward_s", "stepwise_backward_s")}
+    for path in paths:
+        f, b = min(times[path], key=sum)
+        out |= dict(zip(names[path], (round(f + b, 4), round(f, 4), round(b, 4)), strict=True))
+    if len(paths) == 2:
+        out["speedup"] = round(out["stepwise_envgrad_s"] / out["envgrad_s"], 2)
+        out["grad_max_rel_diff"] = max(
+            float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+            for a, b in zip(grads["whole_day"], grads["stepwise"], strict=True))
+    out["rounds"] = [[round(sum(times[p][i]), 4) for p in paths] for i in range(max(1, repeats))]
+    out["breakdown"] = min(parts, key=lambda p: p["total_s"]) if parts else None
+    return out | peak_memory_gb(env.node_mask.device) | {"machine": machine()}
 
 
 def bench_methods(env_id: str, methods: list[str], seeds: int, config: str | None,

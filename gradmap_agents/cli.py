@@ -14,11 +14,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gridedge_env.config import ConfigError
+from gridedge_env.console import run_console
 
 from . import checkpoint, distributed
 from .bench import bench_envgrad, bench_kernel, bench_methods, bench_update
 from .checkpoint import CheckpointError, config_of
-from .config import RESUMABLE_KEYS, config_names, diff_keys, load_config, merge, parse_set
+from .config import config_names, diff_keys, load_config, merge, parse_set, resumable
 from .export import export_policies
 from .plots import plot_test_day
 from .runs import CHECKPOINT, build_env, evaluate_run, load_run, train_run
@@ -43,7 +44,7 @@ def _check_resumable(ckpt: Path, cfg) -> None:
     except CheckpointError as exc:
         raise SystemExit(f"gradmap-train: {exc}") from None
     saved, now = meta["config"], cfg.as_dict()
-    diff = [k for k in diff_keys(saved, now) if k.split(".")[0] not in RESUMABLE_KEYS]
+    diff = [k for k in diff_keys(saved, now) if not resumable(k)]
     if diff:
         what = ", ".join(f"{k} (saved {_dotted(saved, k)!r}, now {_dotted(now, k)!r})"
                          for k in diff)
@@ -292,8 +293,9 @@ def bench_main(argv=None) -> int:
     ``gradmap-bench --kernel [--agents N]``: the stacked-policy kernel against plain autograd
     and TorchRL's MultiAgentMLP; ``gradmap-bench --update [--scenario ID]``: seconds per
     GradMAP and GradMA update; ``gradmap-bench --envgrad [--scenario ID] [--days B] [--dtype]
-    [--hidden H] [--compile]``: seconds per environment gradient, whole-day vs stepwise, and
-    where the whole-day gradient's time goes (policies, devices, power flow; forward, backward)."""
+    [--hidden H] [--compile] [--paths whole_day] [--recompute]``: seconds per environment
+    gradient, whole-day vs stepwise, and where the whole-day gradient's time goes (policies,
+    devices, power flow; forward, backward)."""
     ap = argparse.ArgumentParser(prog="gradmap-bench", description=bench_main.__doc__)
     ap.add_argument("--scenario", default=None,
                     help="default ieee13-50-v0 (ieee123-1000-v0 with --update)")
@@ -325,6 +327,11 @@ def bench_main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="--envgrad: timing rounds")
     ap.add_argument("--compile", action="store_true",
                     help="--envgrad: torch.compile each step's devices, costs and observations")
+    ap.add_argument("--paths", default="whole_day,stepwise",
+                    help="--envgrad: the paths timed, comma-separated (one alone: its peak memory)")
+    ap.add_argument("--recompute", action="store_true",
+                    help="--envgrad: the whole-day path recomputes policies and devices in the "
+                         "backward (algo.recompute)")
     args = ap.parse_args(argv)
     if args.kernel or args.update or args.envgrad:
         return _bench_parts(args)
@@ -351,9 +358,15 @@ def _emit(out: dict, args) -> int:
 
 def _bench_parts(args) -> int:
     if args.envgrad:
-        out = bench_envgrad(args.scenario or "ieee123-1000-v0", args.days, args.dtype, args.device,
-                            tuple(int(h) for h in args.hidden.split(",") if h.strip()),
-                            args.repeats, args.compile)
+        hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+        paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
+        try:
+            out = bench_envgrad(args.scenario or "ieee123-1000-v0", args.days, args.dtype,
+                                args.device, hidden, args.repeats, args.compile, paths,
+                                args.recompute)
+        except ValueError as exc:
+            print(f"gradmap-bench: {exc}", file=sys.stderr)
+            return 2
         for k, v in out.items():
             print(f"{k:32} {v}")
     elif args.kernel:
@@ -367,21 +380,17 @@ def _bench_parts(args) -> int:
     return _emit(out, args)
 
 
-def _run(fn) -> None:
-    sys.exit(fn())
-
-
 def train() -> None:  # console-script shims
-    _run(train_main)
+    run_console(train_main, "gradmap-train")
 
 
 def eval_() -> None:
-    _run(eval_main)
+    run_console(eval_main, "gradmap-eval")
 
 
 def export() -> None:
-    _run(export_main)
+    run_console(export_main, "gradmap-export")
 
 
 def bench() -> None:
-    _run(bench_main)
+    run_console(bench_main, "gradmap-bench")

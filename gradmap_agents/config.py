@@ -115,6 +115,10 @@ class AlgoConfig:
     """GradMAP: the clipped, pessimistic surrogate (default) or the plain proximal one."""
     grad_scale: Literal["rms", "none"] = "rms"
     """GradMAP and GradMA: divide the action gradient by its root mean square (``eta`` in action units)."""
+    recompute: bool = False
+    """Recompute each step's policies and devices in the environment gradient's backward instead
+    of keeping their tensors (whole-day path; the same gradient, less memory, a little more
+    time: ``docs/gradmap.md``, peak memory). Not with ``observe_voltage``."""
 
     def __post_init__(self):
         if self.method not in ("gradmap", "gradma"):
@@ -182,12 +186,22 @@ class TrainConfig:
         non-convergence limit)."""
         d = self.as_dict()
         for k in RESUMABLE_KEYS:
-            d.pop(k)
+            *parents, leaf = k.split(".")
+            inner = d
+            for part in parents:
+                inner = inner[part]
+            inner.pop(leaf)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-RESUMABLE_KEYS = ("iterations", "logging", "max_nonconverged_share")
-"""Top-level config keys a resumed run may change (outside :meth:`TrainConfig.fingerprint`)."""
+RESUMABLE_KEYS = ("iterations", "logging", "max_nonconverged_share", "algo.recompute")
+"""Config keys (dotted) a resumed run may change, outside :meth:`TrainConfig.fingerprint`:
+they do not change the run's numbers (``algo.recompute`` trades memory for time only)."""
+
+
+def resumable(key: str) -> bool:
+    """Whether the dotted ``key`` is, or lies under, one of :data:`RESUMABLE_KEYS`."""
+    return any(key == k or key.startswith(f"{k}.") for k in RESUMABLE_KEYS)
 
 
 def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:

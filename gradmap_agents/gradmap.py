@@ -70,15 +70,19 @@ def lagrangian(roll: DayRollout, duals: Duals, cons: Constraints | None = None) 
 
 def environment_gradient(env, policy, days, duals: Duals, *, param_grad: bool = False,
                          margins: tuple[float, float] = (0.0, 0.0),
-                         scheme: str = "rising") -> EnvGradient:
+                         scheme: str = "rising", recompute: bool = False) -> EnvGradient:
     """One rollout and one backward. ``param_grad``: also accumulate ``dL/dtheta`` into the
     policy's ``.grad`` (GradMA) in the same backward pass. ``margins``: voltage (p.u.) and line
     margins that tighten the constraints, ``scheme``: exceedances or signed constraint
-    functions (:func:`.dual.tightened`). Across processes this rank rolls out its block of
-    ``days`` (module docstring) and ``dL/dtheta`` is summed over the ranks."""
+    functions (:func:`.dual.tightened`), ``recompute``: run each step's policies and devices
+    again in the backward rather than keep their tensors (:func:`~gridedge_env.rollout.rollout`;
+    less memory, same gradient). Across processes this rank rolls out its block of ``days``
+    (module docstring) and ``dL/dtheta`` is summed over the ranks."""
     # bound without parameter gradients unless they are wanted: the backward then skips them
     bound = policy.bind(grad=param_grad) if hasattr(policy, "bind") else policy
-    roll = rollout(env, days[distributed.shard(len(days))], bound, perturb=True)
+    path = "whole_day" if recompute else "auto"
+    roll = rollout(env, days[distributed.shard(len(days))], bound, perturb=True, path=path,
+                   recompute=recompute)
     cons = tightened(env, roll.v_pu, roll.line_loading, *margins, scheme=scheme)
     loss = lagrangian(roll, duals, cons)
     if distributed.active():  # this rank's share of the batch's mean
@@ -109,13 +113,14 @@ def surrogate(policy, x, a0, g, eta: float, eps: float, form: str = "clipped") -
 
 
 def gradma_update(env, policy, optimizer, days, duals: Duals, *, grad_scale: str = "none",
-                  margins: tuple[float, float] = (0.0, 0.0), scheme: str = "rising") -> EnvGradient:
+                  margins: tuple[float, float] = (0.0, 0.0), scheme: str = "rising",
+                  recompute: bool = False) -> EnvGradient:
     """GradMA: one optimiser step on ``dL/dtheta`` from one environment gradient; with
     ``grad_scale="rms"`` the step's gradient is divided by ``rms(G)``, as GradMAP's ``G`` is
     (``dL/dtheta`` is linear in ``G``, so this is ``G / rms(G)`` pushed through the policies)."""
     optimizer.zero_grad(set_to_none=True)
     eg = environment_gradient(env, policy, days, duals, param_grad=True, margins=margins,
-                              scheme=scheme)
+                              scheme=scheme, recompute=recompute)
     scale = _rms_scale(eg.g, grad_scale)
     if scale != 1.0:
         for p in policy.parameters():
@@ -136,10 +141,12 @@ def _rms_scale(g: torch.Tensor, grad_scale: str) -> float:
 def gradmap_update(env, policy, optimizer, days, duals: Duals, *, epochs: int, minibatches: int,
                    eta: float, eps: float, form: str = "clipped", grad_scale: str = "rms",
                    generator: torch.Generator | None = None,
-                   margins: tuple[float, float] = (0.0, 0.0), scheme: str = "rising") -> EnvGradient:
+                   margins: tuple[float, float] = (0.0, 0.0), scheme: str = "rising",
+                   recompute: bool = False) -> EnvGradient:
     """GradMAP: one environment gradient, then ``epochs x minibatches`` steps on eq. (2)
     (across processes: over the global samples, module docstring)."""
-    eg = environment_gradient(env, policy, days, duals, margins=margins, scheme=scheme)
+    eg = environment_gradient(env, policy, days, duals, margins=margins, scheme=scheme,
+                              recompute=recompute)
     xs = policy.sample_major(eg.obs)  # (S, F, N), S = B T samples: cast once for K epochs
     a0, g = (v.flatten(0, 1).to(xs.dtype) for v in (eg.a0, eg.g))  # (S, N)
     g = g * _rms_scale(g, grad_scale)

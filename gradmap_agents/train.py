@@ -136,10 +136,11 @@ def iterate(env, cfg: TrainConfig, s: TrainState) -> dict:
         eg = gradmap_update(env, s.policy, s.optimizer, days, s.duals, epochs=a.epochs,
                             minibatches=a.minibatches, eta=a.eta, eps=a.eps, form=a.surrogate,
                             grad_scale=a.grad_scale, generator=s.minibatch_generator,
-                            margins=margins, scheme=cfg.dual.scheme)
+                            margins=margins, scheme=cfg.dual.scheme, recompute=a.recompute)
     else:
         eg = gradma_update(env, s.policy, s.optimizer, days, s.duals, margins=margins,
-                           grad_scale=a.grad_scale, scheme=cfg.dual.scheme)
+                           grad_scale=a.grad_scale, scheme=cfg.dual.scheme,
+                           recompute=a.recompute)
     if not cfg.dual.fixed:
         cons = batch_mean(eg.cons, len(days)) if distributed.active() else eg.cons
         s.duals = dual_ascent(s.duals, cons, cfg.dual.lr_voltage, cfg.dual.lr_line,

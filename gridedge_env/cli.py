@@ -14,6 +14,7 @@ from .benchmarks.dayflow import append_dayflow_row, bench_dayflow
 from .benchmarks.env import bench_env
 from .benchmarks.powerflow import append_table_row, bench_powerflow
 from .config import ConfigError
+from .console import run_console
 from .feeders import load_feeder
 from .network import BUNDLED
 from .opendss.crosscheck import compare
@@ -238,13 +239,9 @@ def _report(out: dict, args, append_row=None) -> int:
     return 0
 
 
-def _run(fn) -> None:
-    sys.exit(fn())
-
-
 def validate() -> None:  # console-script shims
-    _run(validate_main)
+    run_console(validate_main, "gridedge-validate")
 
 
 def bench() -> None:
-    _run(bench_main)
+    run_console(bench_main, "gridedge-bench")

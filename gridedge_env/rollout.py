@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from .core import (
     EnvParams,
@@ -111,12 +112,18 @@ class DayRollout(NamedTuple):
 
 
 def rollout(env: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: bool = False,
-            path: str = "auto") -> DayRollout:
+            path: str = "auto", recompute: bool = False) -> DayRollout:
     """Run ``days`` ``(B,)`` (indices into the scenario's profiles) under ``policy``.
 
     ``path``: ``"auto"`` (whole-day unless ``observe_voltage``), ``"whole_day"`` or
     ``"stepwise"``. Gradients flow to whatever ``policy`` closes over and, with ``perturb``,
     to ``DayRollout.delta``. Under ``torch.no_grad`` it is a plain evaluation.
+
+    ``recompute`` (whole-day path): keep only each step's inputs (state, observations) for the
+    backward and run that step's policies and devices again during it
+    (``torch.utils.checkpoint``), instead of keeping every intermediate tensor of the 48 steps:
+    the same numbers and gradients for less memory and one more forward of policies and devices
+    (``docs/gradmap.md``, peak memory).
     """
     if path not in ("auto", "whole_day", "stepwise"):
         raise ValueError(f"path must be 'auto', 'whole_day' or 'stepwise', got {path!r}")
@@ -124,6 +131,9 @@ def rollout(env: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: bool
         path = "stepwise" if env.config.observe_voltage else "whole_day"
     if path == "whole_day" and env.config.observe_voltage:
         raise ValueError("observe_voltage=True needs each step's voltages: use path='stepwise'")
+    if recompute and path != "whole_day":
+        raise ValueError("recompute=True applies to the whole-day path (the stepwise path would "
+                         "solve each step's power flow again in the backward)")
     days = torch.as_tensor(days, dtype=torch.long, device=env.agent_node.device).reshape(-1)
     b, n_t, n = len(days), env.n_steps, env.n_agents
     state, obs = reset(env, b, days=days)
@@ -133,10 +143,13 @@ def rollout(env: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: bool
         delta = torch.zeros(b, n_t, n, dtype=dtype, device=days.device, requires_grad=True)
     if hasattr(policy, "bind"):
         policy = policy.bind()
-    run = _whole_day if path == "whole_day" else _stepwise
     # per-step views by one unbind: its backward stacks the T step gradients in one op (slicing
     # delta[:, t] would zero-fill and accumulate a full (B, T, N) gradient at every step)
-    out = run(env, state, obs, policy, None if delta is None else delta.unbind(1))
+    deltas = None if delta is None else delta.unbind(1)
+    if path == "whole_day":
+        out = _whole_day(env, state, obs, policy, deltas, recompute and torch.is_grad_enabled())
+    else:
+        out = _stepwise(env, state, obs, policy, deltas)
     return out._replace(delta=delta)
 
 
@@ -153,16 +166,23 @@ def _day_step(env: EnvParams, state, action):
     return dev, new, observe(env, new)
 
 
-def _whole_day(env: EnvParams, state, obs, policy, deltas) -> DayRollout:
+def _whole_day(env: EnvParams, state, obs, policy, deltas, recompute: bool) -> DayRollout:
     day_step = staged(env, _day_step)
+
+    def act_step(state, obs, t):  # policies and devices of step t
+        a0, a = _act(policy, obs, t, deltas, state)
+        return (a0, *day_step(state, a))
+
     b, n_t = len(state.day), env.n_steps
     obs_all, a0_all, p, q, total, clipped = [], [], [], [], [], 0
     parts: dict = {}
     for t in range(n_t):  # time is sequential (SoC, indoor temperature); days, agents batched
-        a0, a = _act(policy, obs, t, deltas, state)
         obs_all.append(obs.detach().transpose(1, 2))  # (B, F, N): the memory order, a memcpy
+        if recompute:  # non-reentrant: the policy's parameters and delta[t] reached by closure
+            a0, dev, state, obs = checkpoint(act_step, state, obs, t, use_reentrant=False)
+        else:
+            a0, dev, state, obs = act_step(state, obs, t)
         a0_all.append(a0.detach())
-        dev, state, obs = day_step(state, a)
         if not bool(dev.finite):
             raise ValueError(f"policy returned NaN/inf actions at step {t}")
         p.append(dev.p_kw)

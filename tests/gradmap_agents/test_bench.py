@@ -34,3 +34,11 @@ def test_envgrad_paths_agree_and_update_bench_runs():
     up = bench_update("ieee13-50-v0", repeats=1)
     assert all(up[k] > 0 for k in ("gradmap_env_gradient_s", "gradmap_update_s",
                                    "gradma_update_s"))
+
+
+def test_envgrad_one_path_with_recompute(capsys):
+    out = bench_envgrad("ieee13-50-v0", days=2, repeats=1, paths=("whole_day",), recompute=True)
+    assert out["envgrad_s"] > 0 and "stepwise_envgrad_s" not in out and out["breakdown"] is None
+    assert out["paths"] == ["whole_day"] and out["recompute"] is True
+    assert bench_main(["--envgrad", "--scenario", "ieee13-50-v0", "--paths", "sideways"]) == 2
+    assert "paths must be" in capsys.readouterr().err

@@ -92,9 +92,11 @@ def test_export_runs_in_onnxruntime_like_the_trainer(run, tmp_path):
 
 
 def test_resume_continues_exactly(run, tmp_path):
+    """A resumed run is the run trained straight through, also when the resumed part recomputes
+    the steps in the backward (``algo.recompute``: the same gradients, so the same run)."""
     part = _train(tmp_path, "b", "--set", "iterations=4")
     assert cli.train_main(["--out", str(part), "--resume", "--set", "iterations=6",
-                           "--logger", "none"]) == 0
+                           "--set", "algo.recompute=true", "--logger", "none"]) == 0
     assert _test_metrics(part) == _test_metrics(run)
     assert len((part / "train.csv").read_text().splitlines()) == 7  # no duplicated rows
 

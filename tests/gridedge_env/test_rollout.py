@@ -1,6 +1,8 @@
 """Whole days under a policy: the whole-day and stepwise paths agree, and the closed-loop
 action gradient matches finite differences."""
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -137,3 +139,36 @@ def test_fused_step_reports_its_unrolled_iterations_and_last_rate():
     same = f.pf_iterations == e.pf_iterations
     assert bool(same.any())
     torch.testing.assert_close(f.pf_contraction[same], e.pf_contraction[same], rtol=1e-5, atol=0)
+
+
+def _saved_bytes(fn):
+    """Bytes of the tensors autograd keeps for the backward while ``fn()`` runs (storage counted
+    once), and ``fn()``'s result."""
+    seen: dict = {}
+
+    def pack(x):
+        seen[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        out = fn()
+    return sum(seen.values()), out
+
+
+def test_recompute_gives_the_same_gradient_and_keeps_less_for_the_backward(params):
+    w, pol = linear_policy(params)
+    days = params.scenario.split.train[[1, 40, 100]]
+    out = {}
+    for recompute in (False, True):
+        kept, r = _saved_bytes(partial(rollout, params, days, pol, perturb=True,
+                                       path="whole_day", recompute=recompute))
+        out[recompute] = (kept, r, *torch.autograd.grad(lagrangian(r), [r.delta, w]))
+    (kept_a, a, ga, wa), (kept_b, b, gb, wb) = out[False], out[True]
+    torch.testing.assert_close(a.cost, b.cost, rtol=0, atol=0)
+    torch.testing.assert_close(gb, ga, rtol=1e-12, atol=0)
+    torch.testing.assert_close(wb, wa, rtol=1e-12, atol=0)
+    # the steps' policy and device tensors are not kept (measured: 0.64 of the bytes on this
+    # case; the power flow's and the constraints' tensors, kept either way, are most of the rest)
+    assert kept_b < 0.75 * kept_a
+    with pytest.raises(ValueError, match="whole-day path"):
+        rollout(params, days, pol, path="stepwise", recompute=True)
