@@ -80,8 +80,7 @@ def environment_gradient(env, policy, days, duals: Duals, *, param_grad: bool = 
     (module docstring) and ``dL/dtheta`` is summed over the ranks."""
     # bound without parameter gradients unless they are wanted: the backward then skips them
     bound = policy.bind(grad=param_grad) if hasattr(policy, "bind") else policy
-    path = "whole_day" if recompute else "auto"
-    roll = rollout(env, days[distributed.shard(len(days))], bound, perturb=True, path=path,
+    roll = rollout(env, days[distributed.shard(len(days))], bound, perturb=True,
                    recompute=recompute)
     cons = tightened(env, roll.v_pu, roll.line_loading, *margins, scheme=scheme)
     loss = lagrangian(roll, duals, cons)
