@@ -119,8 +119,8 @@ def rollout(env: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: bool
     ``"stepwise"``. Gradients flow to whatever ``policy`` closes over and, with ``perturb``,
     to ``DayRollout.delta``. Under ``torch.no_grad`` it is a plain evaluation.
 
-    ``recompute`` (whole-day path): keep only each step's inputs (state, observations) for the
-    backward and run that step's policies and devices again during it
+    ``recompute`` (whole-day path): keep only each step's input state for the backward and
+    run that step's observations, policies and devices again during it
     (``torch.utils.checkpoint``), instead of keeping every intermediate tensor of the 48 steps:
     the same numbers and gradients for less memory and one more forward of policies and devices
     (``docs/gradmap.md``, peak memory).
@@ -173,15 +173,24 @@ def _whole_day(env: EnvParams, state, obs, policy, deltas, recompute: bool) -> D
         a0, a = _act(policy, obs, t, deltas, state)
         return (a0, *day_step(state, a))
 
+    def act_step_from_state(state, t):  # the same, observing inside: the backward keeps the
+        obs = observe(env, state)       # state (B, N) and recomputes the observations (B, N, F)
+        a0, dev, new, _ = act_step(state, obs, t)
+        return obs.detach(), a0, dev, new
+
     b, n_t = len(state.day), env.n_steps
-    obs_all, a0_all, p, q, total, clipped = [], [], [], [], [], 0
+    # one (B, T, F, N) buffer filled step by step: no second copy of every observation at the end
+    obs_all = obs.new_empty(b, n_t, obs.shape[2], obs.shape[1])
+    a0_all, p, q, total, clipped = [], [], [], [], 0
     parts: dict = {}
     for t in range(n_t):  # time is sequential (SoC, indoor temperature); days, agents batched
-        obs_all.append(obs.detach().transpose(1, 2))  # (B, F, N): the memory order, a memcpy
         if recompute:  # non-reentrant: the policy's parameters and delta[t] reached by closure
-            a0, dev, state, obs = checkpoint(act_step, state, obs, t, use_reentrant=False)
+            obs, a0, dev, state = checkpoint(act_step_from_state, state, t, use_reentrant=False)
+            next_obs = None
         else:
-            a0, dev, state, obs = act_step(state, obs, t)
+            a0, dev, state, next_obs = act_step(state, obs, t)
+        obs_all[:, t].copy_(obs.detach().transpose(1, 2))  # (B, F, N): the memory order
+        obs = next_obs
         a0_all.append(a0.detach())
         if not bool(dev.finite):
             raise ValueError(f"policy returned NaN/inf actions at step {t}")
@@ -207,7 +216,7 @@ def _whole_day(env: EnvParams, state, obs, policy, deltas, recompute: bool) -> D
                        days_steps(cons.line_over), unbalance)
     cost_agent = torch.stack(total, 1).sum(1)
     return DayRollout(
-        obs=torch.stack(obs_all, 1).transpose(2, 3), actions=torch.stack(a0_all, 1), delta=None,
+        obs=obs_all.transpose(2, 3), actions=torch.stack(a0_all, 1), delta=None,
         cost=cost_agent.sum(-1), cost_parts=parts, cost_agent=cost_agent, constraints=cons,
         v_pu=days_steps(r.v_pu), line_loading=days_steps(r.line_loading),
         converged=days_steps(r.converged), p_agent_kw=p_kw,
