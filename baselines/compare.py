@@ -372,8 +372,11 @@ def _table(results: list[dict], lv: Levels, plan: Plan) -> dict:
     rows = [_row(r, lv, plan) for r in results]
     methods = {m: _aggregate([r for r in rows if r["method"] == m and not r["failed"]], m)
                for m in dict.fromkeys(r["method"] for r in rows)}
-    return {"levels": lv.as_dict(), "fixed_penalty": plan.fixed_penalty, "runs": rows,
-            "methods": methods, "cross_levels": _cross_levels(results, rows, lv, plan)}
+    table = {"levels": lv.as_dict(), "fixed_penalty": plan.fixed_penalty, "runs": rows,
+             "methods": methods, "cross_levels": _cross_levels(results, rows, lv, plan.fixed_penalty)}
+    if not plan.fixed_penalty:  # the penalised share ranks runs where no level is attainable
+        table["cross_levels_penalised"] = _cross_levels(results, rows, lv, True)
+    return table
 
 
 def _row(r: dict, lv: Levels, plan: Plan) -> dict:
@@ -416,19 +419,20 @@ def t_halfwidth(values: list[float], level: float = 0.95) -> float | None:
     return float(scipy.stats.t.ppf(0.5 + level / 2, n - 1) * statistics.stdev(values) / math.sqrt(n))
 
 
-def _cross_levels(results: list[dict], rows: list[dict], lv: Levels, plan: Plan) -> dict:
+def _cross_levels(results: list[dict], rows: list[dict], lv: Levels, penalised: bool) -> dict:
     """``{a: {b: mean wall seconds a needs to reach b's mean final captured share}}`` (``None``
-    where a seed of ``a`` never reaches it or ``b`` never became feasible)."""
-    final = {}
+    where a seed of ``a`` never reaches it or ``b`` never became feasible); ``penalised``: the
+    share of the penalised objective (``final_penalised``), defined feasible or not."""
+    final, key = {}, "final_penalised" if penalised else "final_captured"
     for m in dict.fromkeys(r["method"] for r in rows if r["method"] in LEARNED):
-        vals = [r.get("final_captured") for r in rows if r["method"] == m and not r["failed"]]
+        vals = [r.get(key) for r in rows if r["method"] == m and not r["failed"]]
         final[m] = statistics.mean(vals) if vals and None not in vals else None
     out = {}
     for a in final:
         runs = [r for r in results if r["method"] == a and "failed" not in r]
         out[a] = {}
         for b, share in final.items():
-            times = [protocol.time_to(r["history"], lv, share, "wall", plan.fixed_penalty)
+            times = [protocol.time_to(r["history"], lv, share, "wall", penalised)
                      for r in runs] if share is not None else [None]
             out[a][b] = statistics.mean(times) if times and None not in times else None
     return out
@@ -442,7 +446,8 @@ def _write_json(path: Path, obj) -> None:
 
 LEVEL_COLUMNS = tuple(f"{k}_to_{round(100 * x)}" for x in protocol.SHARES
                       for k in ("time", "gradients", "day_steps"))
-SCORE_COLUMNS = ("final_captured", "auc_wall", *LEVEL_COLUMNS)
+SCORE_COLUMNS = ("final_captured", "auc_wall", "final_penalised", "auc_wall_penalised",
+                 *LEVEL_COLUMNS)
 """Protocol columns of ``comparison.csv`` (:func:`gradmap_agents.protocol.score`)."""
 
 
@@ -516,24 +521,32 @@ def markdown(table: dict) -> str:
         for m, a in table["methods"].items())
     learned = [(m, a) for m, a in table["methods"].items() if a["learned"]]
     score = ("\n\nValidation scores of the learning methods (captured share of the gap, its "
-             "area over the budget, wall seconds to each level):\n\n| method | final captured "
-             "| AUC | s to 25 % | s to 50 % | s to 75 % | day-steps to 50 % |\n" + "| --- " * 7
-             + "|\n" + "\n".join(
+             "area over the budget, the same two on the penalised objective's share, which is "
+             "defined feasible or not, wall seconds to each level):\n\n| method | final captured "
+             "| AUC | final penalised | AUC penalised | s to 25 % | s to 50 % | s to 75 % | "
+             "day-steps to 50 % |\n" + "| --- " * 9 + "|\n" + "\n".join(
                  f"| {m} | {_cell(a, 'final_captured', '.3f')} | {_cell(a, 'auc_wall', '.3f')} | "
+                 f"{_cell(a, 'final_penalised', '.3f')} | {_cell(a, 'auc_wall_penalised', '.3f')} | "
                  f"{_cell(a, 'time_to_25', '.0f')} | {_cell(a, 'time_to_50', '.0f')} | "
                  f"{_cell(a, 'time_to_75', '.0f')} | {_cell(a, 'day_steps_to_50', ',.0f')} |"
                  for m, a in learned)) if learned else ""
-    cross = table.get("cross_levels") or {}
-    matrix = ""
-    if cross:
-        names = list(cross)
-        matrix = ("\n\nWall seconds each method (row) needs to reach every method's (column) "
-                  "mean final captured share (– : not reached by every seed):\n\n| | "
-                  + " | ".join(names) + " |\n" + "| --- " * (len(names) + 1) + "|\n"
-                  + "\n".join(f"| {a} | " + " | ".join(
-                      "–" if cross[a][b] is None else f"{cross[a][b]:.0f}" for b in names) + " |"
-                      for a in names))
+    matrix = _matrix_markdown(table.get("cross_levels"), "mean final captured share")
+    matrix += _matrix_markdown(table.get("cross_levels_penalised"),
+                               "mean final share of the penalised objective")
     return head + test + score + matrix + "\n" + _opendss_markdown(table, _cell)
+
+
+def _matrix_markdown(cross: dict | None, what: str) -> str:
+    """A cross-level matrix (:func:`_cross_levels`) as a Markdown table."""
+    if not cross:
+        return ""
+    names = list(cross)
+    return (f"\n\nWall seconds each method (row) needs to reach every method's (column) {what} "
+            "(– : not reached by every seed):\n\n| | " + " | ".join(names) + " |\n"
+            + "| --- " * (len(names) + 1) + "|\n"
+            + "\n".join(f"| {a} | " + " | ".join(
+                "–" if cross[a][b] is None else f"{cross[a][b]:.0f}" for b in names) + " |"
+                for a in names))
 
 
 def _opendss_markdown(table: dict, cell) -> str:

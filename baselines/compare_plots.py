@@ -84,28 +84,33 @@ def learning_curves(results: list[dict], no_control_val: dict, out: Path) -> Non
 def captured_curves(results: list[dict], lv, out: Path, penalised: bool = False) -> None:
     """The protocol's curves (:mod:`gradmap_agents.protocol`): every learning run's best
     feasible captured share of the cost gap against training wall time, environment gradients
-    and simulated day-steps, one panel each, with the quality levels drawn
-    (``captured_curves.png``)."""
+    and simulated day-steps, one panel each, with the quality levels drawn, and below them the
+    best captured share of the penalised objective, which is defined feasible or not and so
+    still ranks runs where no feasible point beats no control (the one row with ``penalised``,
+    the fixed-penalty variant) (``captured_curves.png``)."""
     learned = [r for r in results if r.get("history")]
     if not learned:
         return
     methods = list(dict.fromkeys(r["method"] for r in learned))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), sharey=True)
-    for ax, axis, label in zip(axes, protocol.AXES, ("training wall time (s)",
-                               "environment gradients", "simulated day-steps"), strict=True):
-        for r in learned:
-            pts = protocol.best_curve(r["history"], lv, axis, penalised)
-            if axis == "gradients" and not any(x for x, _ in pts):
-                continue  # PPO and SB3 take no environment gradient
-            ax.step([0.0, *(x for x, _ in pts)], [0.0, *(max(q or 0.0, 0.0) for _, q in pts)],
-                    where="post", color=f"C{methods.index(r['method'])}", alpha=0.8,
-                    label=f"{r['method']} s{r['seed']}")
-        for share in lv.shares:
-            ax.axhline(share, color="tab:gray", ls=":", lw=0.8)
-        ax.set(xlabel=label, ylim=(0, 1))
-        ax.legend(fontsize=6)
-    axes[0].set_ylabel("best feasible captured share of the gap" if not penalised
-                       else "best captured share of the penalised objective")
+    kinds = (True,) if penalised else (False, True)
+    fig, grid = plt.subplots(len(kinds), 3, figsize=(14, 3.8 * len(kinds)), sharey=True,
+                             squeeze=False)
+    for axes, pen in zip(grid, kinds, strict=True):
+        for ax, axis, label in zip(axes, protocol.AXES, ("training wall time (s)",
+                                   "environment gradients", "simulated day-steps"), strict=True):
+            for r in learned:
+                pts = protocol.best_curve(r["history"], lv, axis, pen)
+                if axis == "gradients" and not any(x for x, _ in pts):
+                    continue  # PPO and SB3 take no environment gradient
+                ax.step([0.0, *(x for x, _ in pts)], [0.0, *(max(q or 0.0, 0.0) for _, q in pts)],
+                        where="post", color=f"C{methods.index(r['method'])}", alpha=0.8,
+                        label=f"{r['method']} s{r['seed']}")
+            for share in lv.shares:
+                ax.axhline(share, color="tab:gray", ls=":", lw=0.8)
+            ax.set(xlabel=label, ylim=(0, 1))
+            ax.legend(fontsize=6)
+        axes[0].set_ylabel("best captured share of the penalised objective" if pen
+                           else "best feasible captured share of the gap")
     fig.tight_layout()
     fig.savefig(out / "captured_curves.png", dpi=120)
     plt.close(fig)

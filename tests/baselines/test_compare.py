@@ -45,11 +45,14 @@ def test_compare_writes_table_and_plots_and_resumes_without_redoing_runs(tmp_pat
     # every learning run scored by the protocol; budget counters of every run
     for r in rows[:4]:
         assert 0 <= float(r["auc_wall"]) <= 1 and r["day_steps"] != "", r["method"]
+        assert 0 <= float(r["auc_wall_penalised"]) <= 1, r["method"]  # the score sweeps select on
+        assert float(r["final_penalised"]) <= 1, r["method"]
         assert float(r["cpu_seconds"]) > 0, r["method"]
     assert float(rows[0]["day_steps"]) == 4 * 32 * 48  # 4 gradients of 32 days x 48 steps
     assert rows[6]["optimality_gap"] != ""  # the oracle reports its gap
     md = (out / "comparison.md").read_text()
     assert "| oracle | 1 |" in md and "certified copper-plate bound" in md
+    assert "| AUC penalised |" in md
     # every policy re-simulated with OpenDSS (the oracle's action sequences are not policies):
     # the same cost (no policy observes voltages here), voltages within the solvers' agreement
     for r in rows:
