@@ -131,7 +131,7 @@ def bench_envgrad(env_id: str = "ieee123-1000-v0", days: int = 32, dtype: str = 
     RSS, and on CUDA the peak allocated during the timed rounds).
 
     ``paths``: the paths timed (both by default; one alone makes the peak memory that path's).
-    ``recompute``: the whole-day path recomputes each step's policies and devices in the
+    ``recompute``: the whole-day path recomputes each step's observations, policies and devices in the
     backward (:func:`gridedge_env.rollout.rollout`).
 
     ``breakdown``: where one whole-day gradient's time goes, from a third, instrumented

@@ -122,7 +122,7 @@ def rollout(env: EnvParams, days: torch.Tensor, policy: Policy, *, perturb: bool
     ``recompute`` (whole-day path): keep only each step's input state for the backward and
     run that step's observations, policies and devices again during it
     (``torch.utils.checkpoint``), instead of keeping every intermediate tensor of the 48 steps:
-    the same numbers and gradients for less memory and one more forward of policies and devices
+    the same numbers and gradients for less memory and one more forward of observations, policies and devices
     (``docs/gradmap.md``, peak memory).
     """
     if path not in ("auto", "whole_day", "stepwise"):
