@@ -18,7 +18,7 @@ def compare_main(argv=None) -> int:
     """``gradmap-compare --config NAME|FILE --methods gradmap,gradma,mappo,ippo,rule,no-control,oracle
     [--seeds 3] [--budget-minutes M] [--out DIR] [--logger wandb|csv|none] [--set key=value]
     [--set-method METHOD:KEY=VALUE] [--opendss] [--ray ADDRESS [--ray-cpus K]]
-    [--fixed-penalty] [--threads K] [--json]``:
+    [--fixed-penalty] [--threads K] [--shares S1,S2,...] [--json]``:
     every method on the same data, seeds and budget; a table and plots in DIR."""
     ap = argparse.ArgumentParser(prog="gradmap-compare", description=compare_main.__doc__)
     ap.add_argument("--config", help="training config shared by every method: a registered name "
@@ -48,6 +48,9 @@ def compare_main(argv=None) -> int:
                          "violation (no dual ascent, no margins): the cleanest speed comparison")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads of every run (default: torch's); recorded in the table")
+    ap.add_argument("--shares", default="", metavar="S1,S2,...",
+                    help="also tabulate each learning method's time to these shares of the "
+                         "objective (e.g. 0.9,0.92,0.93); rerun a finished comparison to add them")
     ap.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = ap.parse_args(argv)
     stem = Path(args.config).stem if args.config else "defaults"
@@ -56,13 +59,21 @@ def compare_main(argv=None) -> int:
                     args.seeds, args.budget_minutes, Path(args.out or f"runs/compare-{stem}"),
                     args.logger, args.oracle_iterations, tuple(args.set_method), args.opendss,
                     args.ray, args.ray_cpus, fixed_penalty=args.fixed_penalty,
-                    threads=args.threads)
+                    threads=args.threads, shares=_shares(args.shares))
         table = run_compare(plan, progress=lambda msg: print(f"gradmap-compare: {msg}", flush=True))
     except (ValueError, ConfigError) as exc:
         raise SystemExit(f"gradmap-compare: {exc}") from None
     print((plan.out / "comparison.md").read_text())
     print(f"table: {plan.out / 'comparison.csv'}, {plan.out / 'comparison.md'}")
     return _print_json(table, args.json)
+
+
+def _shares(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--shares {text!r}: expected numbers separated by commas, "
+                         "e.g. 0.9,0.92") from None
 
 
 def scaling_main(argv=None) -> int:
@@ -81,9 +92,10 @@ def scaling_main(argv=None) -> int:
     scaling_plot(table, args.out)
     for p in table["points"]:
         for m, a in p["methods"].items():
-            t = a["time_to_50"]
+            t, auc = a["time_to_50"], a.get("auc_wall_penalised")
             print(f"{p['n_agents']:6d} agents  {m:10}  time to the 50 % level "
-                  f"{'-' if t is None else f'{t:.0f} s':>7}  test cost {a['cost']:,.0f}  "
+                  f"{'-' if t is None else f'{t:.0f} s':>7}  penalised AUC "
+                  f"{'-' if auc is None else f'{auc:.3f}':>5}  test cost {a['cost']:,.0f}  "
                   f"voltage violation {a['voltage_violation_magnitude']:.4g}")
     print(f"figure: {args.out}")
     return _print_json(table, args.json)

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 import torch
 from safetensors.torch import save_file
 
@@ -54,6 +53,7 @@ from gradmap_agents.runs import CHECKPOINT, build_env, evaluate_run, train_run
 from gridedge_env.config import check_fields, from_dict
 from gridedge_env.rollout import no_control
 
+from .compare_levels import cross_levels, matrix_markdown, shares_markdown, t_halfwidth, time_to_shares
 from .compare_plots import box_plots, captured_curves, cost_vs_violation, learning_curves
 from .compare_ray import run_on_ray
 from .oracle import OracleConfig, oracle
@@ -112,6 +112,10 @@ class Plan:
     multipliers x violation (:mod:`gradmap_agents.protocol`), no dual ascent, no margins."""
     threads: int | None = None
     """Torch threads of every run (``None``: torch's default); recorded in the table."""
+    shares: tuple[float, ...] = ()
+    """Shares the reader names (``--shares``): the table gives each learning method's time to
+    each (:func:`.compare_levels.time_to_shares`), beside the protocol's own levels. Only
+    outputs depend on them: rerun a finished comparison with other shares to rebuild its table."""
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
@@ -133,6 +137,10 @@ class Plan:
                              "budget alone, never by an iteration cap; drop the iterations value")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        bad = [x for x in self.shares if not (math.isfinite(x) and x <= 1)]
+        if bad:
+            raise ValueError(f"shares {bad}: a captured share is a finite number <= 1 (1: the "
+                             "certified bound)")
 
     def sets_of(self, method: str) -> list[str]:
         """``method``'s ``--set-method`` values, after the budget's iteration cap (none binds
@@ -373,9 +381,16 @@ def _table(results: list[dict], lv: Levels, plan: Plan) -> dict:
     methods = {m: _aggregate([r for r in rows if r["method"] == m and not r["failed"]], m)
                for m in dict.fromkeys(r["method"] for r in rows)}
     table = {"levels": lv.as_dict(), "fixed_penalty": plan.fixed_penalty, "runs": rows,
-             "methods": methods, "cross_levels": _cross_levels(results, rows, lv, plan.fixed_penalty)}
+             "methods": methods,
+             "cross_levels": cross_levels(results, rows, LEARNED, lv, plan.fixed_penalty)}
     if not plan.fixed_penalty:  # the penalised share ranks runs where no level is attainable
-        table["cross_levels_penalised"] = _cross_levels(results, rows, lv, True)
+        table["cross_levels_penalised"] = cross_levels(results, rows, LEARNED, lv, True)
+    if plan.shares:  # levels the reader names: the penalised share, and under dual ascent also
+        # the feasible captured share
+        table["time_to_shares"] = time_to_shares(results, LEARNED, GRADIENT, lv, plan.shares, True)
+        if not plan.fixed_penalty:
+            table["time_to_shares_feasible"] = time_to_shares(results, LEARNED, GRADIENT, lv,
+                                                              plan.shares, False)
     return table
 
 
@@ -408,34 +423,6 @@ def _aggregate(mine: list[dict], method: str) -> dict:
         agg[f"{c}_ci95"] = t_halfwidth(vals) if whole else None
         agg[f"{c}_range"] = (min(vals), max(vals)) if vals else None
     return agg
-
-
-def t_halfwidth(values: list[float], level: float = 0.95) -> float | None:
-    """Half-width of the Student-t confidence interval of the mean of ``values`` (``None``
-    for fewer than 2)."""
-    n = len(values)
-    if n < 2:
-        return None
-    return float(scipy.stats.t.ppf(0.5 + level / 2, n - 1) * statistics.stdev(values) / math.sqrt(n))
-
-
-def _cross_levels(results: list[dict], rows: list[dict], lv: Levels, penalised: bool) -> dict:
-    """``{a: {b: mean wall seconds a needs to reach b's mean final captured share}}`` (``None``
-    where a seed of ``a`` never reaches it or ``b`` never became feasible); ``penalised``: the
-    share of the penalised objective (``final_penalised``), defined feasible or not."""
-    final, key = {}, "final_penalised" if penalised else "final_captured"
-    for m in dict.fromkeys(r["method"] for r in rows if r["method"] in LEARNED):
-        vals = [r.get(key) for r in rows if r["method"] == m and not r["failed"]]
-        final[m] = statistics.mean(vals) if vals and None not in vals else None
-    out = {}
-    for a in final:
-        runs = [r for r in results if r["method"] == a and "failed" not in r]
-        out[a] = {}
-        for b, share in final.items():
-            times = [protocol.time_to(r["history"], lv, share, "wall", penalised)
-                     for r in runs] if share is not None else [None]
-            out[a][b] = statistics.mean(times) if times and None not in times else None
-    return out
 
 
 def _write_json(path: Path, obj) -> None:
@@ -530,23 +517,12 @@ def markdown(table: dict) -> str:
                  f"{_cell(a, 'time_to_25', '.0f')} | {_cell(a, 'time_to_50', '.0f')} | "
                  f"{_cell(a, 'time_to_75', '.0f')} | {_cell(a, 'day_steps_to_50', ',.0f')} |"
                  for m, a in learned)) if learned else ""
-    matrix = _matrix_markdown(table.get("cross_levels"), "mean final captured share")
-    matrix += _matrix_markdown(table.get("cross_levels_penalised"),
+    matrix = matrix_markdown(table.get("cross_levels"), "mean final captured share")
+    matrix += matrix_markdown(table.get("cross_levels_penalised"),
                                "mean final share of the penalised objective")
+    matrix += shares_markdown(table.get("time_to_shares"))
+    matrix += shares_markdown(table.get("time_to_shares_feasible"))
     return head + test + score + matrix + "\n" + _opendss_markdown(table, _cell)
-
-
-def _matrix_markdown(cross: dict | None, what: str) -> str:
-    """A cross-level matrix (:func:`_cross_levels`) as a Markdown table."""
-    if not cross:
-        return ""
-    names = list(cross)
-    return (f"\n\nWall seconds each method (row) needs to reach every method's (column) {what} "
-            "(– : not reached by every seed):\n\n| | " + " | ".join(names) + " |\n"
-            + "| --- " * (len(names) + 1) + "|\n"
-            + "\n".join(f"| {a} | " + " | ".join(
-                "–" if cross[a][b] is None else f"{cross[a][b]:.0f}" for b in names) + " |"
-                for a in names))
 
 
 def _opendss_markdown(table: dict, cell) -> str:

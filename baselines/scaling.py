@@ -1,11 +1,14 @@
 """How the methods scale with the number of agents, from several finished
 comparisons of one feeder at different agent counts (``docs/results.md``, scaling).
 
-Reads each comparison directory's ``comparison.json`` and writes one figure with three panels
+Reads each comparison directory's ``comparison.json`` and writes one figure with four panels
 against the number of agents (log scale): training wall time to the scenario's 50 % quality
 level (:mod:`gradmap_agents.protocol`; methods that did not reach it with every seed within the
-budget drawn as open markers at the budget), test cost, and test voltage violation magnitude;
-and the same numbers as JSON (one entry per agent count and method).
+budget drawn as open markers at the budget); the area under the penalised objective's captured
+share over the budget (``auc_wall_penalised``, mean and 95 % interval over seeds), which ranks
+speed and quality together where no level is reached (the ``-v1`` scenarios); test cost; and
+test voltage violation magnitude; and the same numbers as JSON (one entry per agent count and
+method).
 The command is ``gradmap-scaling`` (:func:`baselines.cli.scaling_main`).
 """
 
@@ -19,7 +22,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-KEYS = ("time_to_50", "time_to_50_ci95", "train_seconds", "cost", "cost_ci95",
+KEYS = ("time_to_50", "time_to_50_ci95", "auc_wall_penalised", "auc_wall_penalised_ci95",
+        "final_penalised", "final_penalised_ci95", "train_seconds", "cost", "cost_ci95",
         "voltage_violation_magnitude", "line_violation_magnitude", "violation_frequency",
         "opendss_cost", "opendss_violation_magnitude")
 
@@ -51,10 +55,10 @@ def _learned(points: list, method: str) -> bool:
 
 
 def scaling_plot(table: dict, path: Path) -> None:
-    """The three panels of the module docstring."""
+    """The four panels of the module docstring."""
     pts = table["points"]
     methods = list(dict.fromkeys(m for p in pts for m in p["methods"]))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for i, m in enumerate(methods):
         mine = [(p["n_agents"], p["methods"][m], p["budget_minutes"]) for p in pts
                 if m in p["methods"]]
@@ -71,12 +75,19 @@ def scaling_plot(table: dict, path: Path) -> None:
             if miss:
                 axes[0].scatter([n for n, _ in miss], [t for _, t in miss], facecolors="none",
                                 edgecolors=f"C{i}", s=60, label=f"{m}: not reached (at budget)")
-        axes[1].plot(x, [a["cost"] for _, a, _ in mine], **style)
-        axes[2].plot(x, [max(a["voltage_violation_magnitude"] or 0.0, 1e-6) for _, a, _ in mine],
+            auc = [(n, a["auc_wall_penalised"], a.get("auc_wall_penalised_ci95") or 0.0)
+                   for n, a, _ in mine if a.get("auc_wall_penalised") is not None]
+            if auc:
+                axes[1].errorbar([n for n, _, _ in auc], [v for _, v, _ in auc],
+                                 yerr=[e for _, _, e in auc], capsize=3, **style)
+        axes[2].plot(x, [a["cost"] for _, a, _ in mine], **style)
+        axes[3].plot(x, [max(a["voltage_violation_magnitude"] or 0.0, 1e-6) for _, a, _ in mine],
                      **style)
     axes[0].set(ylabel="training wall time to the 50 % level (s)", title="time to the 50 % level")
-    axes[1].set(ylabel="test cost (GBP/day)", title="test cost")
-    axes[2].set(ylabel="test voltage violation, p.u. x node-steps / day (log; 1e-6 = none)",
+    axes[1].set(ylabel="AUC of the penalised captured share (0-1)",
+                title="speed and quality where no level is reached")
+    axes[2].set(ylabel="test cost (GBP/day)", title="test cost")
+    axes[3].set(ylabel="test voltage violation, p.u. x node-steps / day (log; 1e-6 = none)",
                 yscale="log",
                 title="test violations")
     fig.suptitle(f"{pts[0]['env']} scenario, agent count varied", fontsize=10)

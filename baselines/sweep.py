@@ -60,7 +60,8 @@ from gradmap_agents.checkpoint import atomic_write
 from gradmap_agents.config import load_config, merge, parse_set
 from gridedge_env.config import from_dict
 
-from .compare import GRADIENT, Plan, run_compare, t_halfwidth
+from .compare import GRADIENT, Plan, run_compare
+from .compare_levels import t_halfwidth
 from .ppo import PPOConfig
 
 # ---------------------------------------------------------------------------------------------

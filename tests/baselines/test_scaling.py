@@ -11,7 +11,8 @@ from baselines.scaling import scaling_table
 
 def _comparison(d, n, ttt, budget=5.0):
     d.mkdir(parents=True)
-    agg = {"time_to_50": ttt, "train_seconds": 300.0, "cost": 9000.0 + n,
+    agg = {"time_to_50": ttt, "auc_wall_penalised": 0.9 - n / 1e4, "auc_wall_penalised_ci95": 0.01,
+           "train_seconds": 300.0, "cost": 9000.0 + n,
            "voltage_violation_magnitude": 0.01, "line_violation_magnitude": 0.0,
            "violation_frequency": 1e-4, "opendss_cost": None,
            "opendss_violation_magnitude": None, "learned": True}
@@ -33,7 +34,8 @@ def test_points_are_sorted_by_agents_and_plotted(tmp_path, capsys):
     assert png.stat().st_size > 0
     out = capsys.readouterr().out
     assert json.loads(out.strip().splitlines()[-1]) == table
-    assert "gradma      time to the 50 % level       -" in out
+    assert "gradma      time to the 50 % level       -  penalised AUC 0.890" in out
+    assert table["points"][2]["methods"]["gradmap"]["auc_wall_penalised"] == pytest.approx(0.8)
 
 
 def test_comparisons_it_cannot_place_are_named(tmp_path):
