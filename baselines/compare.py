@@ -519,7 +519,7 @@ def markdown(table: dict) -> str:
                  for m, a in learned)) if learned else ""
     matrix = matrix_markdown(table.get("cross_levels"), "mean final captured share")
     matrix += matrix_markdown(table.get("cross_levels_penalised"),
-                               "mean final share of the penalised objective")
+                              "mean final share of the penalised objective")
     matrix += shares_markdown(table.get("time_to_shares"))
     matrix += shares_markdown(table.get("time_to_shares_feasible"))
     return head + test + score + matrix + "\n" + _opendss_markdown(table, _cell)

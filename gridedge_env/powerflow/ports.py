@@ -36,7 +36,7 @@ from ..network.feeder import Feeder
 
 #: ``backend="auto"`` picks the sparse operator above this many nodes or ports (CPU only).
 DENSE_LIMIT = 3000
-#: Right-hand sides per SuperLU solve of :class:`SparseNetwork`: a whole day of 32 days x 48
+#: Right-hand sides per SuperLU solve of :class:`SparseNetwork`: a training batch of 32 days x 48
 #: steps at once is 1,536 columns of 8,531 complex node values (210 MB), far out of cache, and
 #: SuperLU sweeps every column through each supernode; solving in blocks keeps a block's
 #: columns in cache through the whole triangular sweep (measured: ``docs/powerflow.md``).
@@ -227,8 +227,8 @@ class SparseNetwork:
 
     def _by_blocks(self, f, z: np.ndarray) -> np.ndarray:
         """``f`` (a chain of sparse products and one LU solve) applied to the columns of ``z``
-        ``(q, B)`` in blocks of :data:`SOLVE_BLOCK`: the same numbers, computed in cache. A
-        loop over a handful of column blocks, each one batched solve, not over scenarios."""
+        ``(q, B)`` in blocks of :data:`SOLVE_BLOCK`: the same numbers, computed in cache. The
+        loop runs over column blocks (48 for a 32-day batch), each one batched solve."""
         b = z.shape[1]
         if b <= SOLVE_BLOCK:
             return f(z)
