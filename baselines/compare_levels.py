@@ -83,14 +83,14 @@ def time_to_shares(results: list[dict], learned: tuple[str, ...], gradient: tupl
         for m in methods:
             runs = [r for r in results if r["method"] == m and "failed" not in r]
             cell = {"runs": len(runs)}
-            for axis in AXES:
-                xs = [protocol.time_to(r["history"], lv, s, axis, penalised) for r in runs]
-                reached = [x for x in xs if x is not None]
+            for axis in AXES:  # every axis reaches s at the same validation point
+                reached = [x for x in (protocol.time_to(r["history"], lv, s, axis, penalised)
+                                       for r in runs) if x is not None]
                 whole = bool(reached) and len(reached) == len(runs) and (
                     axis == "wall" or m in gradient)  # PPO computes no environment gradient
-                cell["reached"] = len(reached)
                 cell[axis] = statistics.mean(reached) if whole else None
                 cell[f"{axis}_ci95"] = t_halfwidth(reached) if whole else None
+            cell["reached"] = len(reached)
             cells[m] = cell
         ref = cells.get(out["reference"], {})
         for cell in cells.values():
