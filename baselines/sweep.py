@@ -178,6 +178,13 @@ def value_sets(method: str, params: dict) -> tuple[str, ...]:
     return tuple(f"{method}:{k}={v}" for k, v in {**params, **tied}.items())
 
 
+def trial_sampler(sampler_seed: int, trial_number: int) -> RandomSampler:
+    """The sampler that draws trial ``trial_number`` of a study: reseeded per trial, so a draw
+    depends on the sweep's seed and the trial's number only, not on where an earlier session
+    stopped (and a lost sweep's chosen values can be drawn again)."""
+    return RandomSampler(seed=sampler_seed * 100_003 + trial_number)
+
+
 def grid_order(space: dict[str, BaseDistribution], seed: int) -> list[dict] | None:
     """Every point of an all-categorical ``space`` in a seeded random order (``None`` for a
     space with a continuous key)."""
@@ -282,8 +289,7 @@ def sweep_method(sweep: Sweep, study: optuna.Study, progress: Callable[[str], No
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     progress(f"{method}: {done} of {n} trials complete before")
     while (done := len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))) < n:
-        # reseeded per trial: draws independent of where an earlier session stopped
-        study.sampler = RandomSampler(seed=sweep.sampler_seed * 100_003 + len(study.trials))
+        study.sampler = trial_sampler(sweep.sampler_seed, len(study.trials))
         trial = study.ask(space)
         out = sweep.trial_dir(method, trial.params)
         tag = f"{method} trial {done + 1}/{n} [{out.name}]"
