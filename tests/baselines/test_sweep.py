@@ -20,6 +20,7 @@ from baselines.sweep import (
     SEARCH_SPACES,
     Sweep,
     choose,
+    chosen_lines,
     enqueue_grid,
     grid_order,
     open_study,
@@ -157,23 +158,24 @@ def test_value_sets_tie_the_critic_rate_and_grid_order_is_seeded():
     assert grid == grid_order(SEARCH_SPACES["gradma"], 0) != grid_order(SEARCH_SPACES["gradma"], 1)
 
 
-# The ieee13-50-v1 sweep of docs/results.md chose these trial numbers (sampler seed 0); GradMA
-# is a grid point, not a draw.
+# The ieee13-50-v1 sweep of docs/results.md chose these trials (sampler seed 0): a trial number
+# for the sampled methods, the point itself for GradMA's grid.
 CHOSEN_FILE = Path(__file__).parents[2] / "docs" / "chosen-ieee13-50-v1.txt"
-CHOSEN_TRIALS = {"gradmap": 6, "mappo": 3, "ippo": 0}
+CHOSEN_TRIALS = {"gradmap": 6, "gradma": {"algo.lr": 0.01, "algo.grad_scale": "rms"},
+                 "mappo": 3, "ippo": 0}
 
 
 def test_the_committed_chosen_values_are_the_sweeps_draws():
     """A trial's values depend on the sweep's seed and its number only, so the chosen values
-    that results.md's commands read are the sampler's draws, to the last digit."""
-    lines = CHOSEN_FILE.read_text().splitlines()
-    for method, number in CHOSEN_TRIALS.items():
-        study = optuna.create_study(direction="maximize", sampler=trial_sampler(0, number))
-        params = study.ask(SEARCH_SPACES[method]).params
-        assert [f"--set-method {s}" for s in value_sets(method, params)] == \
-            [x for x in lines if x.startswith(f"--set-method {method}:")]
-    assert [x for x in lines if x.startswith("--set-method gradma:")] == \
-        ["--set-method gradma:algo.lr=0.01", "--set-method gradma:algo.grad_scale=rms"]
+    that results.md's commands read are the sampler's draws, to the last digit, written as
+    the sweep writes ``chosen.txt``."""
+    methods = {}
+    for method, trial in CHOSEN_TRIALS.items():
+        if isinstance(trial, int):
+            study = optuna.create_study(direction="maximize", sampler=trial_sampler(0, trial))
+            trial = study.ask(SEARCH_SPACES[method]).params
+        methods[method] = {"chosen": {"params": trial}}
+    assert CHOSEN_FILE.read_text().splitlines() == chosen_lines({"methods": methods})
 
 
 def test_gradma_grid_runs_each_point_once_across_sessions(tmp_path):
