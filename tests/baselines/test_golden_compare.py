@@ -12,7 +12,7 @@ few orders of magnitude over the six iterations. A deliberate change of behaviou
 record: ``GOLDEN_UPDATE=1 pytest tests/baselines/test_golden_compare.py``.
 
 One record per floating-point platform. The same code on another CPU (measured 2026-12-07: an
-AVX-512 AMD EPYC against the AVX2 machine that wrote the first record) gives a no-control power
+AVX-512 AMD EPYC against the machine that wrote the first record) gives a no-control power
 flow that differs by 4e-9 relative, before any learning, and six iterations of training amplify
 that to 1e-3 relative in the test metrics. No tolerance separates that from a regression, so
 each platform has its own record (``compare_ieee13-50[.<tag>].json``), picked by the no-control
