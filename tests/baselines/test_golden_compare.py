@@ -17,7 +17,9 @@ flow that differs by 4e-9 relative, before any learning, and six iterations of t
 that to 1e-3 relative in the test metrics. No tolerance separates that from a regression, so
 each platform has its own record (``compare_ieee13-50[.<tag>].json``), picked by the no-control
 validation numbers (physics only, no learning), and checked to 1e-9. A platform without a record
-skips with its fingerprint; ``GOLDEN_UPDATE=1`` writes one for it.
+skips with its fingerprint; ``GOLDEN_UPDATE=1`` writes one for it. After a deliberate change of
+behaviour the other platforms' records are stale: delete them with the update, and each
+platform writes its own again.
 """
 
 from __future__ import annotations
