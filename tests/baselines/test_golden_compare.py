@@ -37,8 +37,7 @@ from baselines.cli import compare_main
 from gradmap_agents.config import config_path
 
 GOLDEN = Path(__file__).parent / "golden"
-RECORD = GOLDEN / "compare_ieee13-50.json"
-"""The first platform's record; others are ``compare_ieee13-50.<tag>.json`` beside it."""
+"""The records: ``compare_ieee13-50.json`` (the first platform's), ``compare_ieee13-50.<tag>.json``."""
 RTOL, ATOL = 1e-9, 1e-12
 CONFIG = config_path("ieee13-50")
 
